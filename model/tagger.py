@@ -1,0 +1,202 @@
+"""QuoteTagger: label schema + tokenizer + network + calibration, with one `predict` of one fixed shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from diplotag.model.network import MultiTaskClassifier
+from diplotag.model.schema import LabelSchema
+from diplotag.model.tokenize import EncodedBatch, PairTokenizer
+
+
+@dataclass(frozen=True)
+class TaskPrediction:
+    label: str
+    probs: dict[str, float]  # every label of the task, in schema order
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "probs": dict(self.probs)}
+
+
+@dataclass(frozen=True)
+class QuotePrediction:
+    """One quote's result: per task the label and every label's probability, derived scores, truncation."""
+
+    tasks: dict[str, TaskPrediction]
+    derived: dict[str, float | str] = field(default_factory=dict)  # e.g. tone_score, polarity
+    truncated: bool = False
+
+    def __getitem__(self, task: str) -> TaskPrediction:
+        return self.tasks[task]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: t.to_dict() for name, t in self.tasks.items()}
+        out.update(self.derived)
+        out["truncated"] = self.truncated
+        return out
+
+
+@dataclass
+class BatchProbabilities:
+    """The vectorised form: per task an [N, n_labels] probability array (schema label order)."""
+
+    probs: dict[str, np.ndarray]
+    truncated: np.ndarray  # [N] bool
+
+
+def check_inputs(texts: Any, targets: Any) -> tuple[list[str], list[str | None]]:
+    """Validate predict() arguments; every problem names the offending index."""
+    if isinstance(texts, str):
+        raise ValueError("texts must be a list of strings, not one string; wrap it: predict([text])")
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise ValueError(f"texts must be a list of strings, got {type(texts).__name__}") from None
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(f"texts[{i}] must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise ValueError(f"texts[{i}] is empty or whitespace; every quote needs text")
+    if targets is None:
+        return texts, [None] * len(texts)
+    if isinstance(targets, str):
+        raise ValueError("targets must be a list (one per text, None for no target), not one string")
+    targets = list(targets)
+    if len(targets) != len(texts):
+        raise ValueError(f"targets has {len(targets)} entries but texts has {len(texts)}; give one per text")
+    clean: list[str | None] = []
+    for i, target in enumerate(targets):
+        if target is None:
+            clean.append(None)
+        elif not isinstance(target, str):
+            raise ValueError(f"targets[{i}] must be a string or None, got {type(target).__name__}")
+        else:
+            # an empty target means "no target", not a pair with an empty first segment
+            clean.append(target.strip() or None)
+    return texts, clean
+
+
+class QuoteTagger:
+    """A trained diplotag model. Build with `diplotag.load_model()`; `predict` is the main entry point."""
+
+    def __init__(
+        self,
+        schema: LabelSchema,
+        tokenizer: PairTokenizer,
+        network: MultiTaskClassifier,
+        temperatures: dict[str, float] | None = None,
+        metadata: dict[str, Any] | None = None,
+        source: Path | None = None,
+    ):
+        if list(network.config.tasks) != schema.task_names:
+            raise ValueError(f"network tasks {list(network.config.tasks)} differ from schema tasks {schema.task_names}")
+        for task in schema.tasks:
+            if network.config.tasks[task.name] != len(task.labels):
+                raise ValueError(
+                    f"head {task.name!r} has {network.config.tasks[task.name]} outputs but the schema lists "
+                    f"{len(task.labels)} labels"
+                )
+        self.schema = schema
+        self.tokenizer = tokenizer
+        self.network = network.eval()
+        self.temperatures = {t: 1.0 for t in schema.task_names} | dict(temperatures or {})
+        self.metadata = metadata or {}
+        self.source = source
+
+    @property
+    def max_length(self) -> int:
+        return self.tokenizer.max_length
+
+    # --- the vectorised path ------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def logits(self, batch: EncodedBatch) -> dict[str, np.ndarray]:
+        out = self.network(
+            input_ids=torch.from_numpy(batch.input_ids),
+            attention_mask=torch.from_numpy(batch.attention_mask),
+            token_type_ids=torch.from_numpy(batch.token_type_ids),
+        )
+        return {name: out[f"logits_{name}"].float().numpy() for name in self.schema.task_names}
+
+    def probabilities(self, logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Calibrated softmax (temperature per task, fitted on dev at training time)."""
+        probs = {}
+        for name, z in logits.items():
+            z = z / self.temperatures[name]
+            z = z - z.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            probs[name] = e / e.sum(axis=1, keepdims=True)
+        return probs
+
+    def predict_proba(
+        self, texts: Sequence[str], targets: Sequence[str | None] | None = None, batch_size: int = 32
+    ) -> BatchProbabilities:
+        """Probabilities for every task; inputs sorted by length into batches, results in input order."""
+        texts, targets = check_inputs(texts, targets)
+        n = len(texts)
+        encodings = self.tokenizer.encode_each(texts, targets)
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        probs = {t.name: np.zeros((n, len(t.labels)), dtype=np.float32) for t in self.schema.tasks}
+        truncated = np.zeros(n, dtype=bool)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            batch = self.tokenizer.pad([encodings[i] for i in idx])
+            for name, p in self.probabilities(self.logits(batch)).items():
+                probs[name][idx] = p
+            truncated[idx] = batch.truncated
+        return BatchProbabilities(probs, truncated)
+
+    # --- the friendly path --------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        texts: Sequence[str],
+        targets: Sequence[str | None] | None = None,
+        tasks: Sequence[str] | None = None,
+        batch_size: int = 32,
+    ) -> list[QuotePrediction]:
+        """Per quote and per task: the label and the probability of every label.
+
+        `targets` gives one target per text (None = no target; the stance is then toward the quote's main
+        subject). `tasks` restricts the output to some tasks. Raises ValueError naming the offending index
+        for empty, whitespace or non-string texts and for a targets list of the wrong length.
+        """
+        selected = self.schema.task_names if tasks is None else [self.schema.task(t).name for t in tasks]
+        batch = self.predict_proba(texts, targets, batch_size=batch_size)
+        return [self._row(batch, i, selected) for i in range(len(batch.truncated))]
+
+    def _row(self, batch: BatchProbabilities, i: int, selected: list[str]) -> QuotePrediction:
+        tasks: dict[str, TaskPrediction] = {}
+        derived: dict[str, float | str] = {}
+        for name in selected:
+            spec = self.schema.task(name)
+            p = batch.probs[name][i]
+            best = int(p.argmax())
+            tasks[name] = TaskPrediction(spec.labels[best].name, {l.name: float(v) for l, v in zip(spec.labels, p)})
+            if spec.score_name:
+                derived[spec.score_name] = float(sum(l.score * float(v) for l, v in zip(spec.labels, p)))
+            if spec.polarity_name:
+                derived[spec.polarity_name] = spec.labels[best].polarity
+        return QuotePrediction(tasks, derived, bool(batch.truncated[i]))
+
+    # --- persistence --------------------------------------------------------------------------------------
+
+    def save(self, path: str | Path, **kwargs: Any) -> Path:
+        from diplotag.model.storage import save_model
+
+        return save_model(self, path, **kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": str(self.source) if self.source else None,
+            "base_encoder": self.metadata.get("base_encoder"),
+            "max_length": self.max_length,
+            "tasks": {t.name: t.label_names for t in self.schema.tasks},
+            "temperatures": self.temperatures,
+            "version": self.metadata.get("model_version"),
+        }

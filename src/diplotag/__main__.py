@@ -1,0 +1,3 @@
+from diplotag.cli import app
+
+app()

@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny randomly initialised BERT so the suite runs in seconds, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from diplotag.model import LabelSchema, QuoteTagger
+from diplotag.model.base_encoder import package_encoder_dir
+from diplotag.model.network import MultiTaskClassifier, NetworkConfig
+from diplotag.model.tokenize import PairTokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_BERT = dict(
+    vocab_size=30522,  # the packaged tokenizer's vocabulary; embeddings are tiny at hidden 32
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+)
+
+
+@pytest.fixture(scope="session")
+def schema() -> LabelSchema:
+    return LabelSchema.from_file(ROOT / "configs" / "labels.yaml")
+
+
+@pytest.fixture(scope="session")
+def tokenizer_file() -> Path:
+    return package_encoder_dir() / "tokenizer.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory, tokenizer_file) -> Path:
+    """A tiny random BERT saved as an HF folder (config.json + model.safetensors + tokenizer.json)."""
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(**TINY_BERT), add_pooling_layer=False).save_pretrained(folder, safe_serialization=True)
+    (folder / "tokenizer.json").write_bytes(tokenizer_file.read_bytes())
+    return folder
+
+
+def make_tiny_tagger(schema: LabelSchema, tokenizer_file: Path, seed: int = 0, max_length: int = 64) -> QuoteTagger:
+    torch.manual_seed(seed)
+    config = NetworkConfig(encoder=BertConfig(**TINY_BERT).to_dict(), tasks={t.name: len(t.labels) for t in schema.tasks})
+    return QuoteTagger(schema, PairTokenizer(tokenizer_file, max_length), MultiTaskClassifier(config))
+
+
+@pytest.fixture()
+def tiny_tagger(schema, tokenizer_file) -> QuoteTagger:
+    return make_tiny_tagger(schema, tokenizer_file)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, schema, tokenizer_file) -> Path:
+    """A saved tiny model folder (full encoder weights), shared read-only by tests."""
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    make_tiny_tagger(schema, tokenizer_file).save(folder, model_version="tiny-test")
+    return folder
