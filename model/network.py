@@ -44,6 +44,7 @@ class MultiTaskClassifier(nn.Module):
         self.encoder = encoder if encoder is not None else BertModel(BertConfig(**config.encoder), add_pooling_layer=False)
         hidden = self.encoder.config.hidden_size
         self.dropout = nn.Dropout(config.dropout)
+        self.label_smoothing = 0.0  # a training-time setting, not part of the saved shape
         self.heads = nn.ModuleDict({name: nn.Linear(hidden, n) for name, n in config.tasks.items()})
         for name, n in config.tasks.items():
             weights = (config.class_weights or {}).get(name)
@@ -87,7 +88,8 @@ class MultiTaskClassifier(nn.Module):
                 target = labels[:, i]
                 if (target != IGNORE).any():
                     task_loss = F.cross_entropy(
-                        logits.float(), target, weight=getattr(self, f"class_weight_{name}"), ignore_index=IGNORE
+                        logits.float(), target, weight=getattr(self, f"class_weight_{name}"), ignore_index=IGNORE,
+                        label_smoothing=self.label_smoothing,
                     )
                 else:  # keep the graph connected so DDP sees every parameter used
                     task_loss = logits.sum() * 0.0

@@ -133,23 +133,45 @@ class QuoteTagger:
             probs[name] = e / e.sum(axis=1, keepdims=True)
         return probs
 
-    def predict_proba(
+    def predict_logits(
         self, texts: Sequence[str], targets: Sequence[str | None] | None = None, batch_size: int = 32
-    ) -> BatchProbabilities:
-        """Probabilities for every task; inputs sorted by length into batches, results in input order."""
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Raw (uncalibrated) logits per task and the truncation flags, in input order. Inputs are sorted by
+        length into batches so little time goes into padding."""
         texts, targets = check_inputs(texts, targets)
         n = len(texts)
         encodings = self.tokenizer.encode_each(texts, targets)
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-        probs = {t.name: np.zeros((n, len(t.labels)), dtype=np.float32) for t in self.schema.tasks}
+        logits = {t.name: np.zeros((n, len(t.labels)), dtype=np.float32) for t in self.schema.tasks}
         truncated = np.zeros(n, dtype=bool)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             batch = self.tokenizer.pad([encodings[i] for i in idx])
-            for name, p in self.probabilities(self.logits(batch)).items():
-                probs[name][idx] = p
+            for name, z in self.logits(batch).items():
+                logits[name][idx] = z
             truncated[idx] = batch.truncated
-        return BatchProbabilities(probs, truncated)
+        return logits, truncated
+
+    def predict_proba(
+        self, texts: Sequence[str], targets: Sequence[str | None] | None = None, batch_size: int = 32
+    ) -> BatchProbabilities:
+        """Calibrated probabilities for every task, in input order."""
+        logits, truncated = self.predict_logits(texts, targets, batch_size)
+        return BatchProbabilities(self.probabilities(logits), truncated)
+
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str], targets: Sequence[str | None] | None = None, batch_size: int = 32) -> np.ndarray:
+        """The pooled vector every head reads, [N, hidden], in input order (for diversity sampling)."""
+        texts, targets = check_inputs(texts, targets)
+        encodings = self.tokenizer.encode_each(texts, targets)
+        out = np.zeros((len(texts), self.network.encoder.config.hidden_size), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer.pad(encodings[start : start + batch_size])
+            pooled = self.network.pool(
+                torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask), torch.from_numpy(batch.token_type_ids)
+            )
+            out[start : start + len(pooled)] = pooled.float().numpy()
+        return out
 
     # --- the friendly path --------------------------------------------------------------------------------
 

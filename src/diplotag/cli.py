@@ -78,15 +78,191 @@ def _not_yet(command: str, issue: int) -> None:
 
 
 @app.command()
-def extract() -> None:
-    """Extract direct and reported quotes with speakers from news articles. (not implemented yet)"""
-    _not_yet("extract", 5)
+def score(
+    inputs: Annotated[list[str], typer.Argument(help="Quote files (.csv .tsv .jsonl .parquet .txt) or - for stdin.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output file (.jsonl .csv .tsv .parquet) or - for stdout.")],
+    model: ModelOpt = None,
+    text_col: Annotated[Optional[str], typer.Option(help="Column with the quote text (default: auto-detect).")] = None,
+    target_col: Annotated[Optional[str], typer.Option(help="Column with the target (default: auto-detect).")] = None,
+    id_col: Annotated[Optional[str], typer.Option(help="Column with the row id (default: auto-detect, else file:line).")] = None,
+    target: Annotated[Optional[str], typer.Option(help="One target for every quote (overrides --target-col).")] = None,
+    task: Annotated[Optional[list[str]], typer.Option("--task", help="Only these tasks (repeatable).")] = None,
+    input_format: Annotated[str, typer.Option("--format", help="Input format: auto, jsonl, csv, tsv, parquet, txt.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, max=1024)] = 32,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Rows read, scored and committed at a time.")] = 2048,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run into the same output.")] = False,
+    max_rejects: Annotated[int, typer.Option(help="Exit 0 if at most this many rows were rejected.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+) -> None:
+    """Score quote files: one output row per quote with every task's label and probabilities.
+
+    Bad rows never stop the job: they go to OUTPUT.rejects.jsonl with file, line and reason, and the exit
+    code is 1 when more than --max-rejects rows were rejected."""
+    from diplotag.records import InputError
+    from diplotag.serve.scoring import ScoreOptions, ScoringError, score_file
+
+    if input_format not in ("auto", "jsonl", "csv", "tsv", "parquet", "txt"):
+        fail(f"--format must be one of auto, jsonl, csv, tsv, parquet, txt (got {input_format!r})")
+    tagger = _load(model)
+    opts = ScoreOptions(text_col, target_col, id_col, target, task, batch_size, chunk_size, input_format)  # type: ignore[arg-type]
+    try:
+        summary = score_file(inputs, output, tagger, opts, resume=resume, progress=progress)
+    except (ScoringError, InputError, ValueError) as e:
+        fail(str(e))
+    err.print(
+        f"scored {summary.rows_out:,} of {summary.rows_in:,} rows in {summary.seconds:.1f}s "
+        f"({summary.quotes_per_second:,.0f} quotes/s); rejected {summary.rejected}; truncated {summary.truncated}"
+        + (f"; {summary.blank_lines} blank lines ignored" if summary.blank_lines else ""),
+        highlight=False,
+    )
+    for name, counts in summary.label_counts.items():
+        err.print(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])), highlight=False)
+    if output != "-":
+        err.print(f"output: {output}", highlight=False)
+    if summary.rejected:
+        err.print(f"[yellow]rejects:[/] {summary.rejects_file}", highlight=False)
+        if summary.rejected > max_rejects:
+            fail(f"{summary.rejected} row(s) rejected (allowed: {max_rejects}); see {summary.rejects_file}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Argument(help="Training config (YAML), e.g. configs/default.yaml.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (default: the config's output_dir).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
+) -> None:
+    """Fine-tune a model from a config. Override any key: --training.epochs 2 --model.max_length 96."""
+    from diplotag.training.config import ConfigError, load_config, parse_overrides
+    from diplotag.training.data import DataError
+
+    try:
+        cfg = load_config(config, parse_overrides(list(ctx.args)))
+    except ConfigError as e:
+        fail(str(e))
+    from diplotag.training.train import train as run_training
+
+    try:
+        result = run_training(cfg, output, resume)
+    except (DataError, FileExistsError, ValueError) as e:
+        fail(str(e))
+    err.print(f"model: {result.model_dir}", highlight=False)
 
 
 @app.command()
-def serve() -> None:
-    """Run the HTTP prediction service. (not implemented yet)"""
-    _not_yet("serve", 6)
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(metavar="MODEL", help="Model folder, or 'default'.")],
+    data: Annotated[list[str], typer.Argument(help="Labelled files (JSONL, CSV, TSV, Parquet).")],
+    report: Annotated[Optional[Path], typer.Option("--report", "-r", help="Write report.md, metrics.json and PNGs here.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Only rows whose split column has this value (e.g. test).")] = None,
+    baseline_train: Annotated[Optional[list[str]], typer.Option(help="Train the TF-IDF baseline on these files (default: the data's train split).")] = None,
+    text_col: Annotated[str, typer.Option()] = "text",
+    target_col: Annotated[str, typer.Option()] = "target",
+) -> None:
+    """Accuracy, macro-F1, per-class P/R/F1, confusion, calibration, and a TF-IDF baseline side by side."""
+    from diplotag.training.config import Columns, DataSource
+    from diplotag.training.data import DataError, load_examples
+    from diplotag.training.evaluate import evaluate as run_eval, write_report
+
+    tagger = _load(None if str(model_dir) == "default" else model_dir)
+    cols = Columns(text=text_col, target=target_col)
+    try:
+        rows = load_examples([DataSource(path=p, split=split) for p in data], tagger.schema, cols)
+        if baseline_train:
+            train_rows = load_examples([DataSource(path=p) for p in baseline_train], tagger.schema, cols)
+        else:
+            train_rows = load_examples([DataSource(path=p, split="train") for p in data], tagger.schema, cols)
+    except DataError as e:
+        fail(str(e))
+    if not rows:
+        fail(f"no rows to evaluate in {data}" + (f" with split={split!r}" if split else ""))
+    result = run_eval(tagger, rows, train=train_rows or None)
+    result["data"] = ", ".join(data) + (f" [split={split}]" if split else "") + f"; baseline trained on {len(train_rows)} rows"
+    out = Console()
+    for name, entry in result["tasks"].items():
+        m = entry["model"]
+        line = f"{name}: macro-F1 {m['macro_f1']:.3f}  accuracy {m['accuracy']:.3f}  ECE {m['ece']:.3f}  (n={m['n']})"
+        if "baseline" in entry:
+            line += f"  | baseline macro-F1 {entry['baseline']['macro_f1']:.3f}"
+        out.print(line, highlight=False)
+    if "target_invariance" in result:
+        out.print(f"target invariance: {result['target_invariance']}", highlight=False)
+    if report:
+        path = write_report(result, tagger.schema, report, title=f"diplotag evaluation: {result['data']}")
+        out.print(f"report: {path}", highlight=False)
+
+
+@app.command()
+def suggest(
+    model_dir: Annotated[Path, typer.Argument(metavar="MODEL", help="Model folder, or 'default'.")],
+    pool: Annotated[list[str], typer.Argument(help="Unlabelled quote files (any input format).")],
+    n: Annotated[int, typer.Option("-n", min=1, help="How many quotes to suggest.")] = 100,
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV to label (columns for every task left empty).")] = Path("to_label.csv"),
+    target: Annotated[Optional[str], typer.Option(help="One target for every quote.")] = None,
+) -> None:
+    """The quotes most worth labelling next: uncertain for the model, and diverse."""
+    import csv
+
+    from diplotag.records import Record, read_records
+    from diplotag.serve.scoring import ScoreOptions, prepare
+    from diplotag.training.suggest import suggest as pick
+
+    tagger = _load(None if str(model_dir) == "default" else model_dir)
+    rows, rejected = [], 0
+    opts = ScoreOptions(target=target)
+    for path in pool:
+        for rec in read_records(path):
+            item = rec if not isinstance(rec, Record) else prepare(rec, opts)
+            if isinstance(item, tuple):
+                rows.append(item)
+            else:
+                rejected += 1
+                err.print(f"skipped {item.source}:{item.line}: {item.reason}", highlight=False)
+    if not rows:
+        fail("no usable quotes in the pool")
+    chosen = pick(tagger, [r[0] for r in rows], [r[1] for r in rows], n)
+    probs = tagger.predict(([rows[i][0] for i, _ in chosen]), [rows[i][1] for i, _ in chosen])
+    with open(output, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        tasks = tagger.schema.task_names
+        w.writerow(["id", "text", "target", *tasks, "uncertainty", *[f"model_{t}" for t in tasks]])
+        for (i, unc), p in zip(chosen, probs):
+            text, tgt, ident = rows[i]
+            w.writerow([ident, text, tgt or "", *[""] * len(tasks), f"{unc:.3f}", *[p[t].label for t in tasks]])
+    err.print(f"wrote {len(chosen)} quotes to label to {output} (from a pool of {len(rows)}; {rejected} unusable rows)", highlight=False)
+
+
+@data_app.command("check")
+def data_check(
+    files: Annotated[list[str], typer.Argument(help="Corpus files (JSONL or CSV with the corpus columns).")],
+    model: ModelOpt = None,
+    schema: Annotated[Optional[Path], typer.Option(help="Label schema YAML/JSON (default: the model's).")] = None,
+    max_words: Annotated[int, typer.Option(help="Longest allowed text, in words.")] = 80,
+    min_words: Annotated[int, typer.Option(help="Shortest allowed text, in words.")] = 1,
+    threshold: Annotated[float, typer.Option(help="TF-IDF cosine at which two texts count as near-duplicates.")] = 0.8,
+    fields: Annotated[Optional[str], typer.Option(help="Comma-separated required fields (default: the corpus fields).")] = None,
+) -> None:
+    """Validate every row against the label schema; report all problems with file, line and field."""
+    from diplotag.model.schema import LabelSchema, SchemaError
+    from diplotag.training.corpus_check import CORPUS_FIELDS, check_corpus, distribution_table
+
+    try:
+        label_schema = LabelSchema.from_file(schema) if schema else _load(model).schema
+    except SchemaError as e:
+        fail(str(e))
+    required = tuple(f.strip() for f in fields.split(",")) if fields else CORPUS_FIELDS
+    report = check_corpus(files, label_schema, required=required, max_words=max_words, min_words=min_words,
+                          near_duplicate_threshold=threshold)
+    out = Console()
+    out.print(f"{report.rows} rows in {len(files)} file(s)", highlight=False)
+    out.print(distribution_table(report), highlight=False)
+    if report.near_duplicates:
+        out.print(f"{len(report.near_duplicates)} near-duplicate pair(s) within one split (allowed, e.g. contrastive groups)", highlight=False)
+    if report.problems:
+        for p in report.problems:
+            err.print(str(p), highlight=False, markup=False)
+        fail(f"{len(report.problems)} problem(s) found")
+    out.print("[green]ok[/]: no problems")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,1 @@
+"""Batch scoring, quote extraction and the HTTP service."""
