@@ -1,0 +1,91 @@
+"""Build data/corpus.jsonl from the hand-written parts in data/raw/ and assign fixed splits.
+
+    python data/build_corpus.py            # rewrites data/corpus.jsonl (deterministic)
+
+Splits are about 80/10/10, stratified by the (stance, tone) pair, with every contrastive group, every set of
+identical texts and every near-duplicate cluster (TF-IDF cosine >= THRESHOLD) kept inside one split, so the
+test split never sees a rephrasing of a training item. Uses scikit-learn's StratifiedGroupKFold (10 folds:
+one for test, one for dev, eight for train).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from diplotag.training.corpus_check import near_duplicate_pairs
+
+HERE = Path(__file__).resolve().parent
+THRESHOLD = 0.8
+SEED = 2026
+FIELDS = ["id", "text", "target", "stance", "tone", "speaker", "speaker_type", "country_or_org", "topic", "split",
+          "group", "phenomena", "reported"]
+
+
+def clusters(rows: list[dict]) -> np.ndarray:
+    parent = list(range(len(rows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        parent[find(i)] = find(j)
+
+    first: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        for key in (f"group:{r['group']}" if r.get("group") else None, f"text:{r['text'].strip().lower()}"):
+            if key is None:
+                continue
+            if key in first:
+                union(i, first[key])
+            else:
+                first[key] = i
+    for i, j, _ in near_duplicate_pairs([r["text"] for r in rows], THRESHOLD):
+        union(i, j)
+    return np.array([find(i) for i in range(len(rows))])
+
+
+def main() -> int:
+    rows = []
+    for part in sorted((HERE / "raw").glob("part_*.jsonl")):
+        for n, line in enumerate(part.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                row = json.loads(line)
+                row["_src"] = f"{part.name}:{n}"
+                rows.append(row)
+    if not rows:
+        print("no parts in data/raw/", file=sys.stderr)
+        return 1
+    groups = clusters(rows)
+    strata = [f"{r['stance']}|{r['tone']}" for r in rows]
+    # rare strata make StratifiedGroupKFold warn; fold them into their tone
+    counts = Counter(strata)
+    strata = [s if counts[s] >= 10 else s.split("|")[1] for s in strata]
+    folds = StratifiedGroupKFold(n_splits=10, shuffle=True, random_state=SEED)
+    split = np.array(["train"] * len(rows), dtype=object)
+    for k, (_, idx) in enumerate(folds.split(np.zeros(len(rows)), strata, groups)):
+        if k == 0:
+            split[idx] = "test"
+        elif k == 1:
+            split[idx] = "dev"
+    out = HERE / "corpus.jsonl"
+    with open(out, "w", encoding="utf-8") as f:
+        for r, s in sorted(zip(rows, split), key=lambda rs: rs[0]["id"]):
+            r["split"] = str(s)
+            f.write(json.dumps({k: r.get(k) for k in FIELDS}, ensure_ascii=False) + "\n")
+    c = Counter(split)
+    print(f"{len(rows)} items -> {out}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+    print(f"{len(set(groups))} clusters (groups + identical + near-duplicates at cosine >= {THRESHOLD})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

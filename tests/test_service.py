@@ -1,0 +1,134 @@
+"""The HTTP service on the tiny model: TestClient, no network, no real encoder."""
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from diplotag.model import load_model
+from diplotag.serve.app import create_app
+from diplotag.serve.settings import ServiceSettings
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return load_model(tiny_model_dir)
+
+
+@pytest.fixture()
+def client(tiny):
+    with TestClient(create_app(ServiceSettings(max_quotes=8, max_body_bytes=20_000), tagger=tiny)) as c:
+        yield c
+
+
+def test_predict_shape(client):
+    r = client.post("/v1/predict", json={"quotes": [{"text": "We welcome the accord.", "target": "the accord", "id": "a"},
+                                                    {"text": "They will pay for this."}]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_version"] == "tiny-test"
+    a, b = body["predictions"]
+    assert a["id"] == "a" and b["id"] is None
+    assert set(a["tasks"]) == {"stance", "tone"}
+    assert set(a["tasks"]["tone"]["probs"]) == {"cooperative", "neutral", "concerned", "critical", "hostile"}
+    assert -1 <= a["derived"]["tone_score"] <= 1 and a["derived"]["polarity"] in {"positive", "neutral", "negative"}
+    assert a["truncated"] is False
+    assert r.headers["x-request-id"]
+
+
+def test_predict_matches_the_library(client, tiny):
+    r = client.post("/v1/predict", json={"quotes": [{"text": "We are deeply worried.", "target": None}]})
+    probs = r.json()["predictions"][0]["tasks"]["tone"]["probs"]
+    direct = tiny.predict(["We are deeply worried."])[0]["tone"].probs
+    for k in direct:
+        assert probs[k] == pytest.approx(direct[k], abs=1e-5)
+
+
+def test_tasks_subset_and_unknown_task(client):
+    r = client.post("/v1/predict", json={"quotes": [{"text": "Fine words."}], "tasks": ["tone"]})
+    assert set(r.json()["predictions"][0]["tasks"]) == {"tone"}
+    r = client.post("/v1/predict", json={"quotes": [{"text": "Fine words."}], "tasks": ["mood"]})
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "unknown_task" and "mood" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body, code, field",
+    [
+        ({"quotes": [{"text": "   "}]}, "invalid_quote", "quotes.0.text"),
+        ({"quotes": [{"text": ""}]}, "invalid_request", "quotes.0.text"),
+        ({"quotes": []}, "invalid_request", "quotes"),
+        ({"quotes": [{"text": 5}]}, "invalid_request", "quotes.0.text"),
+        ({"quotes": [{"text": "ok", "colour": "red"}]}, "invalid_request", "quotes.0.colour"),
+        ({"quotes": [{"text": "ok"}] * 9}, "too_many_quotes", "quotes"),
+        ({}, "invalid_request", "quotes"),
+    ],
+)
+def test_invalid_bodies_are_422_naming_the_field(client, body, code, field):
+    r = client.post("/v1/predict", json=body)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["code"] == code
+    assert any(d["field"] == field for d in err["details"]), err
+    assert err["request_id"] == r.headers["x-request-id"]
+
+
+def test_malformed_json_is_422(client):
+    r = client.post("/v1/predict", content=b'{"quotes": [', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+
+
+def test_wrong_content_type_is_415(client):
+    r = client.post("/v1/predict", content=b"quotes=1", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415 and "application/json" in r.json()["error"]["message"]
+
+
+def test_body_over_limit_is_413(client):
+    r = client.post("/v1/predict", content=json.dumps({"quotes": [{"text": "x" * 30_000}]}), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    assert client.get("/healthz").status_code == 200  # still up
+
+
+def test_model_health_ready_metrics(client):
+    m = client.get("/v1/model").json()
+    assert [t["name"] for t in m["schema"]["tasks"]] == ["stance", "tone"]
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    client.post("/v1/predict", json={"quotes": [{"text": "A quote."}]})
+    text = client.get("/metrics").text
+    assert 'diplotag_requests_total{route="/v1/predict",status="200"}' in text
+    assert "diplotag_batch_quotes_bucket" in text and "diplotag_queue_quotes" in text
+
+
+def test_unknown_route_is_json_404(client):
+    r = client.get("/v2/nothing")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_page_is_served_offline(client):
+    html = client.get("/").text
+    assert "<form" in html and "/static/app.js" in html and "http" not in html.replace("http-equiv", "")
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_api_keys(tiny, tmp_path):
+    keyfile = tmp_path / "keys"
+    keyfile.write_text("# keys\nsecond-key\n")
+    settings = ServiceSettings(api_keys=["first-key"], api_keys_file=keyfile)
+    with TestClient(create_app(settings, tagger=tiny)) as c:
+        body = {"quotes": [{"text": "A quote."}]}
+        assert c.post("/v1/predict", json=body).status_code == 401
+        assert c.post("/v1/predict", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.post("/v1/predict", json=body, headers={"Authorization": "Bearer first-key"}).status_code == 200
+        assert c.post("/v1/predict", json=body, headers={"Authorization": "Bearer second-key"}).status_code == 200
+        for path in ("/v1/model", "/metrics", "/openapi.json", "/docs"):
+            assert c.get(path).status_code == 401, path
+        assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+
+
+def test_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("DIPLOTAG_MAX_QUOTES", "5")
+    monkeypatch.setenv("DIPLOTAG_API_KEYS", "a, b")
+    monkeypatch.setenv("DIPLOTAG_CORS_ORIGINS", "https://example.org")
+    s = ServiceSettings()
+    assert s.max_quotes == 5 and s.keys() == ["a", "b"] and s.cors_origins == ["https://example.org"]
