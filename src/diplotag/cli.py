@@ -265,6 +265,50 @@ def data_check(
     out.print("[green]ok[/]: no problems")
 
 
+@app.command()
+def extract() -> None:
+    """Extract direct and reported quotes with speakers from news articles. (not implemented yet)"""
+    _not_yet("extract", 5)
+
+
+@app.command()
+def serve(
+    model: ModelOpt = None,
+    host: Annotated[Optional[str], typer.Option(help="Bind address (default 127.0.0.1; env DIPLOTAG_HOST).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default 8000; env DIPLOTAG_PORT).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes, each with its own model (env DIPLOTAG_WORKERS).")] = None,
+) -> None:
+    """Run the HTTP prediction service (uvicorn). Every setting also reads DIPLOTAG_* environment variables."""
+    import os
+
+    import uvicorn
+    from pydantic import ValidationError
+
+    from diplotag.serve.settings import ServiceSettings
+
+    given = {"DIPLOTAG_MODEL": model, "DIPLOTAG_HOST": host, "DIPLOTAG_PORT": port, "DIPLOTAG_WORKERS": workers}
+    for key, value in given.items():
+        if value is not None:
+            os.environ[key] = str(value)
+    try:
+        settings = ServiceSettings()
+        settings.keys()
+    except (ValidationError, ValueError) as e:
+        fail(f"invalid service settings: {e}")
+    _load(settings.model)  # fail fast, with the loader's message, before starting workers
+    err.print(f"serving on http://{settings.host}:{settings.port} ({settings.workers} worker(s))", highlight=False)
+    uvicorn.run(
+        "diplotag.serve.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=False,  # the app writes its own structured access log
+        timeout_graceful_shutdown=30,
+    )
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
