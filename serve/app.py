@@ -396,7 +396,7 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
         statements = await asyncio.to_thread(extract_statements, body.text, not body.direct_only)
         if not statements:
             return {"model_version": str(model.metadata.get("model_version")), "statements": []}
-        batch = await run(batcher, [s.text for s in statements], [None] * len(statements))
+        batch = await run(batcher, [s.scoring_text() for s in statements], [None] * len(statements))
         rows = results(model, batch, tasks, [f"s{i + 1}" for i in range(len(statements))])
         out = []
         for s, r in zip(statements, rows):

@@ -573,3 +573,20 @@ def iter_article_files(paths: Iterable[str]) -> Iterator[Path]:
                     yield f
         else:
             yield path
+
+
+def article_records(paths: Iterable[str], indirect: bool = True):
+    """Statements of articles as scoring records: the text scored, plus kind, speaker, cue, article and offsets."""
+    from diplotag.records import Record, Reject
+
+    for path in paths:
+        try:
+            statements = extract_file(path, indirect)
+        except OSError as e:
+            yield Reject(str(path), 0, f"cannot read article: {e.strerror}")
+            continue
+        for n, st in enumerate(statements, 1):
+            yield Record(str(path), n, {
+                "text": st.scoring_text(), "quote": st.text, "kind": st.kind, "speaker": st.speaker, "cue": st.cue,
+                "article": str(path), "start": st.start, "end": st.end, "spans": [list(x) for x in st.spans],
+            })

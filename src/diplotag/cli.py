@@ -93,6 +93,8 @@ def score(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run into the same output.")] = False,
     max_rejects: Annotated[int, typer.Option(help="Exit 0 if at most this many rows were rejected.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    articles: Annotated[bool, typer.Option("--articles", help="Inputs are news articles (.txt .md .html, files or folders): score the statements found in them.")] = False,
+    direct_only: Annotated[bool, typer.Option(help="With --articles: only direct quotes.")] = False,
 ) -> None:
     """Score quote files: one output row per quote with every task's label and probabilities.
 
@@ -105,8 +107,16 @@ def score(
         fail(f"--format must be one of auto, jsonl, csv, tsv, parquet, txt (got {input_format!r})")
     tagger = _load(model)
     opts = ScoreOptions(text_col, target_col, id_col, target, task, batch_size, chunk_size, input_format)  # type: ignore[arg-type]
+    records = None
+    if articles:
+        from diplotag.serve.extract import article_records, iter_article_files
+
+        files = [str(f) for f in iter_article_files(inputs)]
+        if not files:
+            fail(f"no article files (.txt .md .html) in {inputs}")
+        inputs, records = files, article_records(files, indirect=not direct_only)
     try:
-        summary = score_file(inputs, output, tagger, opts, resume=resume, progress=progress)
+        summary = score_file(inputs, output, tagger, opts, resume=resume, progress=progress, records=records)
     except (ScoringError, InputError, ValueError) as e:
         fail(str(e))
     err.print(
@@ -266,9 +276,33 @@ def data_check(
 
 
 @app.command()
-def extract() -> None:
-    """Extract direct and reported quotes with speakers from news articles. (not implemented yet)"""
-    _not_yet("extract", 5)
+def extract(
+    articles: Annotated[list[str], typer.Argument(help="Article files (.txt .md .html) or folders of them.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="JSONL file, or - for stdout.")] = "-",
+    direct_only: Annotated[bool, typer.Option(help="Only direct quotes, no reported speech.")] = False,
+) -> None:
+    """Find direct quotes and reported statements in news articles, with speaker, cue verb and offsets."""
+    from diplotag.serve.extract import extract_file, iter_article_files
+
+    files = list(iter_article_files(articles))
+    if not files:
+        fail(f"no article files (.txt .md .html) in {articles}")
+    out = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")
+    n = 0
+    try:
+        for path in files:
+            try:
+                statements = extract_file(path, indirect=not direct_only)
+            except OSError as e:
+                err.print(f"{path}: cannot read: {e.strerror}", highlight=False)
+                continue
+            for st in statements:
+                out.write(json.dumps({"article": str(path), **st.to_dict()}, ensure_ascii=False) + "\n")
+                n += 1
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    err.print(f"{n} statement(s) from {len(files)} article(s)", highlight=False)
 
 
 @app.command()
