@@ -21,7 +21,7 @@ from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from diplotag.model.tagger import QuoteTagger
+from diplotag.model.tagger import BatchProbabilities, QuoteTagger
 from diplotag.records import Format, InputError, ReadStats, Record, Reject, detect_format, read_records
 
 TEXT_COLUMNS = ("text", "quote", "quote_text", "statement", "sentence", "content", "body")
@@ -131,9 +131,15 @@ def prepare(rec: Record, opts: ScoreOptions) -> tuple[str, str | None, str] | Re
 
 
 def score_chunk(
-    tagger: QuoteTagger, records: Sequence[Record | Reject], opts: ScoreOptions, tasks: Sequence[str], reserved: set[str]
+    tagger: QuoteTagger,
+    records: Sequence[Record | Reject],
+    opts: ScoreOptions,
+    tasks: Sequence[str],
+    reserved: set[str],
+    predict: Callable[[list[str], list[str | None]], BatchProbabilities] | None = None,
 ) -> list[dict | Reject]:
-    """Score one chunk; returns, in input order, an output row per good record and a Reject per bad one."""
+    """Score one chunk; returns, in input order, an output row per good record and a Reject per bad one.
+    `predict` replaces the local model call (the Ray engine passes one that runs on its actor pool)."""
     prepared = [item if isinstance(item, Reject) else prepare(item, opts) for item in records]
     good = [i for i, p in enumerate(prepared) if not isinstance(p, Reject)]
     results: list[dict | Reject] = list(prepared)  # type: ignore[arg-type]
@@ -141,7 +147,10 @@ def score_chunk(
         return results
     texts = [prepared[i][0] for i in good]  # type: ignore[index]
     targets = [prepared[i][1] for i in good]  # type: ignore[index]
-    batch = tagger.predict_proba(texts, targets, batch_size=opts.batch_size)
+    if predict is None:
+        batch = tagger.predict_proba(texts, targets, batch_size=opts.batch_size)
+    else:
+        batch = predict(texts, targets)
     for k, i in enumerate(good):
         rec = records[i]
         assert isinstance(rec, Record)
@@ -272,11 +281,11 @@ def score_file(
     resume: bool = False,
     progress: bool = True,
     records: Iterable[Record | Reject] | None = None,
-    chunk_scorer: Callable[[list], list] | None = None,
+    predict: Callable[[list[str], list[str | None]], BatchProbabilities] | None = None,
 ) -> ScoreSummary:
     """Score `inputs` into `output` (.jsonl/.csv/.tsv/.parquet, or '-' for stdout JSONL).
 
-    `records` replaces reading `inputs` (used for extracted article quotes); `chunk_scorer` replaces the local
+    `records` replaces reading `inputs` (used for extracted article quotes); `predict` replaces the local
     model call (used by the Ray engine). Returns the summary; rejects go to OUTPUT.rejects.jsonl (or
     rejects.jsonl beside the working folder when writing to stdout)."""
     opts = opts or ScoreOptions()
@@ -351,7 +360,7 @@ def score_file(
                 chunk = chunk[skip - seen :]
                 seen = skip
             seen += len(chunk)
-            results = chunk_scorer(chunk) if chunk_scorer else score_chunk(tagger, chunk, opts, tasks, reserved)
+            results = score_chunk(tagger, chunk, opts, tasks, reserved, predict)
             out_lines, rej_lines = [], []
             for item in results:
                 summary.rows_in += 1

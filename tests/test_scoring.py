@@ -151,3 +151,24 @@ def test_kill_9_then_resume_gives_identical_output(tiny_model_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == clean.read_bytes()
     assert open(f"{out}.rejects.jsonl").read() == open(f"{clean}.rejects.jsonl").read()
+
+
+@pytest.mark.slow
+def test_ray_engine_gives_the_same_rows(tiny_model_dir, tmp_path):
+    pytest.importorskip("ray")
+    src = tmp_path / "in.jsonl"
+    with open(src, "w") as f:
+        for i in range(120):
+            f.write(json.dumps({"id": i, "text": f"We urge restraint around the port of sector {i}.", "target": None if i % 3 else "the port"}) + "\n")
+        f.write('{"id": "bad", "text": ""}\n')
+    local, distributed = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    common = [str(src), "-m", str(tiny_model_dir), "--no-progress", "--max-rejects", "1", "--chunk-size", "50"]
+    assert runner.invoke(app, ["score", *common, "-o", str(local)]).exit_code == 0
+    r = runner.invoke(app, ["score", *common, "-o", str(distributed), "--engine", "ray", "--ray-actors", "2"])
+    assert r.exit_code == 0, r.output
+    a, b = read_jsonl(local), read_jsonl(distributed)
+    assert [x["id"] for x in a] == [x["id"] for x in b] and len(a) == 120
+    for x, y in zip(a, b):
+        assert x["stance"] == y["stance"] and x["tone"] == y["tone"]
+        assert x["tone_prob_hostile"] == pytest.approx(y["tone_prob_hostile"], abs=1e-5)
+    assert open(f"{local}.rejects.jsonl").read() == open(f"{distributed}.rejects.jsonl").read()

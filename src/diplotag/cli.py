@@ -95,6 +95,9 @@ def score(
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     articles: Annotated[bool, typer.Option("--articles", help="Inputs are news articles (.txt .md .html, files or folders): score the statements found in them.")] = False,
     direct_only: Annotated[bool, typer.Option(help="With --articles: only direct quotes.")] = False,
+    engine: Annotated[str, typer.Option(help="local, or ray (Ray Data actor pool; pip install 'diplotag[ray]').")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="With --engine ray: join this cluster (default: start local Ray).")] = None,
+    ray_actors: Annotated[int, typer.Option(min=1, help="With --engine ray: actors in the pool.")] = 2,
 ) -> None:
     """Score quote files: one output row per quote with every task's label and probabilities.
 
@@ -115,8 +118,20 @@ def score(
         if not files:
             fail(f"no article files (.txt .md .html) in {inputs}")
         inputs, records = files, article_records(files, indirect=not direct_only)
+    predict = None
+    if engine == "ray":
+        try:
+            from diplotag.serve.ray_engine import ray_predictor
+        except ImportError:
+            fail("--engine ray needs Ray: pip install 'diplotag[ray]'")
+        from diplotag.model import default_model_dir
+
+        predict = ray_predictor(model or default_model_dir(), tagger.schema.task_names, address=ray_address,
+                                actors=ray_actors, batch_size=batch_size)
+    elif engine != "local":
+        fail(f"--engine must be local or ray (got {engine!r})")
     try:
-        summary = score_file(inputs, output, tagger, opts, resume=resume, progress=progress, records=records)
+        summary = score_file(inputs, output, tagger, opts, resume=resume, progress=progress, records=records, predict=predict)
     except (ScoringError, InputError, ValueError) as e:
         fail(str(e))
     err.print(
