@@ -19,7 +19,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Check labelled data files against a label schema.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ModelOpt = Annotated[
     Optional[Path],
@@ -53,7 +53,7 @@ def info(model: ModelOpt = None, as_json: Annotated[bool, typer.Option("--json",
     if as_json:
         print(json.dumps(summary, indent=2))
         return
-    out = Console()
+    out = Console(soft_wrap=True)
     out.print(f"[bold]model[/]        {summary['source']}")
     out.print(f"[bold]version[/]      {summary['version']}")
     out.print(f"[bold]base encoder[/] {summary['base_encoder']}")
@@ -203,7 +203,7 @@ def evaluate(
         fail(f"no rows to evaluate in {data}" + (f" with split={split!r}" if split else ""))
     result = run_eval(tagger, rows, train=train_rows or None)
     result["data"] = ", ".join(data) + (f" [split={split}]" if split else "") + f"; baseline trained on {len(train_rows)} rows"
-    out = Console()
+    out = Console(soft_wrap=True)
     for name, entry in result["tasks"].items():
         m = entry["model"]
         line = f"{name}: macro-F1 {m['macro_f1']:.3f}  accuracy {m['accuracy']:.3f}  ECE {m['ece']:.3f}  (n={m['n']})"
@@ -278,7 +278,7 @@ def data_check(
     required = tuple(f.strip() for f in fields.split(",")) if fields else CORPUS_FIELDS
     report = check_corpus(files, label_schema, required=required, max_words=max_words, min_words=min_words,
                           near_duplicate_threshold=threshold)
-    out = Console()
+    out = Console(soft_wrap=True)
     out.print(f"{report.rows} rows in {len(files)} file(s)", highlight=False)
     out.print(distribution_table(report), highlight=False)
     if report.near_duplicates:
