@@ -24,6 +24,9 @@ class NetworkConfig:
     tasks: dict[str, int]  # task name -> number of labels, in schema order
     dropout: float = 0.1
     pooling: str = "mean"  # "mean" over non-padding tokens (what all-MiniLM-L6-v2 was trained with) or "cls"
+    # Tasks that do not take a target (tone) pool over the quote's tokens only (segment B of a pair), so the
+    # target's words do not enter their vector directly: the same quote keeps its tone whatever the target.
+    quote_only_tasks: list[str] = field(default_factory=list)
     # per-task class weights for the loss (None = unweighted); not needed at inference, kept for the record
     class_weights: dict[str, list[float]] | None = field(default=None)
 
@@ -60,14 +63,23 @@ class MultiTaskClassifier(nn.Module):
     def task_names(self) -> list[str]:
         return list(self.config.tasks)
 
-    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+    def pool(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled over all tokens, pooled over the quote's tokens). Without a target both are the same."""
         hidden = self.encoder(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
         if self.config.pooling == "cls":
-            return hidden[:, 0]
+            return hidden[:, 0], hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        if not self.config.quote_only_tasks or token_type_ids is None:
+            return pooled, pooled
+        is_pair = (token_type_ids == 1).any(dim=1, keepdim=True)
+        quote = torch.where(is_pair, (token_type_ids == 1).to(attention_mask.dtype), attention_mask) * attention_mask
+        qmask = quote.unsqueeze(-1).to(hidden.dtype)
+        return pooled, (hidden * qmask).sum(1) / qmask.sum(1).clamp(min=1.0)
 
     def forward(
         self,
@@ -78,11 +90,12 @@ class MultiTaskClassifier(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Returns {"logits_<task>": [B, n_labels]...}, plus "loss" when labels ([B, n_tasks], IGNORE = missing)
         are given. The loss is the sum over tasks of each task's mean cross-entropy over its labelled rows."""
-        pooled = self.dropout(self.pool(input_ids, attention_mask, token_type_ids))
+        pooled_all, pooled_quote = self.pool(input_ids, attention_mask, token_type_ids)
+        pooled_all, pooled_quote = self.dropout(pooled_all), self.dropout(pooled_quote)
         out: dict[str, torch.Tensor] = {}
         loss = None
         for i, (name, head) in enumerate(self.heads.items()):
-            logits = head(pooled)
+            logits = head(pooled_quote if name in self.config.quote_only_tasks else pooled_all)
             out[f"logits_{name}"] = logits
             if labels is not None:
                 target = labels[:, i]

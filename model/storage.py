@@ -143,6 +143,7 @@ def build_model(
         dropout=dropout,
         pooling=pooling,
         class_weights=class_weights,
+        quote_only_tasks=[t.name for t in schema.tasks if not t.uses_target],
     )
     network = MultiTaskClassifier(config, encoder=bert)
     metadata = {"base_encoder_ref": ref.to_dict(), "base_encoder": ref.describe()}

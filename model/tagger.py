@@ -167,7 +167,7 @@ class QuoteTagger:
         out = np.zeros((len(texts), self.network.encoder.config.hidden_size), dtype=np.float32)
         for start in range(0, len(texts), batch_size):
             batch = self.tokenizer.pad(encodings[start : start + batch_size])
-            pooled = self.network.pool(
+            pooled, _ = self.network.pool(
                 torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask), torch.from_numpy(batch.token_type_ids)
             )
             out[start : start + len(pooled)] = pooled.float().numpy()

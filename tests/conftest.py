@@ -47,7 +47,11 @@ def tiny_encoder_dir(tmp_path_factory, tokenizer_file) -> Path:
 
 def make_tiny_tagger(schema: LabelSchema, tokenizer_file: Path, seed: int = 0, max_length: int = 64) -> QuoteTagger:
     torch.manual_seed(seed)
-    config = NetworkConfig(encoder=BertConfig(**TINY_BERT).to_dict(), tasks={t.name: len(t.labels) for t in schema.tasks})
+    config = NetworkConfig(
+        encoder=BertConfig(**TINY_BERT).to_dict(),
+        tasks={t.name: len(t.labels) for t in schema.tasks},
+        quote_only_tasks=[t.name for t in schema.tasks if not t.uses_target],
+    )
     return QuoteTagger(schema, PairTokenizer(tokenizer_file, max_length), MultiTaskClassifier(config))
 
 

@@ -63,6 +63,7 @@ def init_model(config: TrainConfig, schema: LabelSchema, class_weights: dict[str
         dropout=m.dropout,
         pooling=old.network.config.pooling,
         class_weights=class_weights,
+        quote_only_tasks=[t.name for t in schema.tasks if not t.uses_target],
     )
     network = MultiTaskClassifier(net_config, encoder=old.network.encoder)
     kept = []
