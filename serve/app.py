@@ -3,8 +3,6 @@
     diplotag serve --model DIR --port 8000        # or: uvicorn --factory diplotag.serve.app:create_app
 """
 
-from __future__ import annotations
-
 import asyncio
 import hmac
 import json
@@ -13,12 +11,12 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from starlette.exceptions import HTTPException
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
@@ -226,6 +224,26 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
     `lifespan` (once per worker process) unless a tagger is passed (tests)."""
     settings = settings or ServiceSettings()
     configure_logging(settings.log_level)
+    # The request models list the model's own tasks, so /docs and /openapi.json document exactly what this
+    # deployment accepts (labels.json is read here; the weights are loaded in lifespan).
+    task_names = tagger.schema.task_names if tagger is not None else _schema_of(settings.model).task_names
+    TaskName = Literal[tuple(task_names)]  # type: ignore[valid-type]
+
+    class Quote(QuoteIn):
+        text: str = Field(min_length=1, max_length=settings.max_text_chars, pattern=r"\S",
+                          description="The quote (or reported statement); not empty or whitespace.",
+                          examples=["We condemn the shelling of the port."])
+
+    class Predict(PredictRequest):
+        quotes: list[Quote] = Field(min_length=1, max_length=settings.max_quotes,
+                                    description=f"Quotes to tag, at most {settings.max_quotes} per request.")
+        tasks: list[TaskName] | None = Field(default=None, description="Only these tasks; default all.", examples=[task_names])
+
+    class Extract(ExtractRequest):
+        text: str = Field(min_length=1, max_length=settings.max_article_chars, pattern=r"\S",
+                          description="A news article (plain text).", examples=ExtractRequest.model_fields["text"].examples)
+        tasks: list[TaskName] | None = Field(default=None, description="Only these tasks; default all.", examples=[task_names])
+
     keys = [k.encode() for k in settings.keys()]
     metrics = Metrics()
 
@@ -309,12 +327,29 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
-        details = []
+        details, codes = [], set()
         for e in exc.errors():
             loc = [str(p) for p in e.get("loc", ()) if p != "body"]
-            details.append({"field": ".".join(loc) or "(body)", "message": e.get("msg", "invalid")})
-        message = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
-        return error_response(request, 422, "invalid_request", message or "invalid request body", details)
+            field = ".".join(loc) or "(body)"
+            kind, message = e.get("type", ""), e.get("msg", "invalid")
+            # clearer words for the mistakes clients actually make
+            if field.endswith("text") and kind in ("string_pattern_mismatch", "string_too_short"):
+                message, code = "text is empty or whitespace", "invalid_quote"
+            elif field.endswith("text") and kind == "string_too_long":
+                limit = settings.max_article_chars if request.url.path == "/v1/extract" else settings.max_text_chars
+                message, code = f"text is longer than {limit} characters", "invalid_quote"
+            elif field == "quotes" and kind == "too_long":
+                message, code = f"too many quotes in one request; the limit is {settings.max_quotes}", "too_many_quotes"
+            elif loc[:1] == ["tasks"] and kind == "literal_error":
+                message = f"unknown task {e.get('input')!r}; this model has tasks {task_names}"
+                code = "unknown_task"
+            else:
+                code = "invalid_request"
+            codes.add(code)
+            details.append({"field": field, "message": message})
+        code = codes.pop() if len(codes) == 1 else "invalid_request"
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+        return error_response(request, 422, code, summary or "invalid request body", details)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException):
@@ -363,19 +398,8 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
     # -- routes --
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS, tags=["predict"])
-    async def predict(body: PredictRequest, model: Tagger, batcher: Batcher, request: Request) -> dict:
+    async def predict(body: Predict, model: Tagger, batcher: Batcher, request: Request) -> dict:
         """Tag quotes: per quote every task's label and probabilities, derived scores and truncation."""
-        if len(body.quotes) > settings.max_quotes:
-            raise ServiceError(422, "too_many_quotes", f"{len(body.quotes)} quotes in one request; the limit is {settings.max_quotes}",
-                               [{"field": "quotes", "message": f"at most {settings.max_quotes} items"}])
-        problems = []
-        for i, q in enumerate(body.quotes):
-            if not q.text.strip():
-                problems.append({"field": f"quotes.{i}.text", "message": "text is empty or whitespace"})
-            elif len(q.text) > settings.max_text_chars:
-                problems.append({"field": f"quotes.{i}.text", "message": f"text over {settings.max_text_chars} characters"})
-        if problems:
-            raise ServiceError(422, "invalid_quote", "; ".join(f"{p['field']}: {p['message']}" for p in problems), problems)
         tasks = check_tasks(model, body.tasks)
         texts = [q.text for q in body.quotes]
         targets = [q.target.strip() if q.target and q.target.strip() else None for q in body.quotes]
@@ -386,10 +410,8 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
         return {"model_version": str(model.metadata.get("model_version")), "predictions": results(model, batch, tasks, [q.id for q in body.quotes])}
 
     @app.post("/v1/extract", response_model=ExtractResponse, responses=ERRORS, tags=["predict"])
-    async def extract(body: ExtractRequest, model: Tagger, batcher: Batcher) -> dict:
+    async def extract(body: Extract, model: Tagger, batcher: Batcher) -> dict:
         """Find direct quotes and reported statements in an article, with speakers, cues and offsets, and tag them."""
-        if len(body.text) > settings.max_article_chars:
-            raise ServiceError(413, "article_too_long", f"article over {settings.max_article_chars} characters")
         tasks = check_tasks(model, body.tasks)
         from diplotag.serve.extract import extract_statements
 
@@ -435,7 +457,8 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
                 return error_response(request, 503, "not_ready", f"model not answering: {type(e).__name__}")
         return {"status": "ready", "model_version": str(request.app.state.tagger.metadata.get("model_version"))}
 
-    @app.get("/metrics", tags=["health"])
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse,
+             responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}, "description": "Prometheus text format"}, 401: {"model": ErrorResponse}})
     async def prometheus() -> Response:
         """Prometheus metrics: requests by route and status, latency, batch sizes, queue depth."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -455,6 +478,17 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
+
+
+def _schema_of(model_dir):
+    from diplotag.model import LabelSchema, ModelLoadError
+    from diplotag.model.storage import default_model_dir
+
+    folder = model_dir or default_model_dir()
+    try:
+        return LabelSchema.from_file(folder / "labels.json")
+    except Exception as e:  # the loader in lifespan reports the full problem; fail early with the file
+        raise ModelLoadError(f"{folder / 'labels.json'}: cannot read the model's label schema ({e})") from None
 
 
 def _public(path: str) -> bool:

@@ -66,3 +66,37 @@ def tiny_model_dir(tmp_path_factory, schema, tokenizer_file) -> Path:
     folder = tmp_path_factory.mktemp("models") / "tiny"
     make_tiny_tagger(schema, tokenizer_file).save(folder, model_version="tiny-test")
     return folder
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(tiny_model_dir):
+    """The real app on a loopback port, in a thread, with the tiny model."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from diplotag.model import load_model
+    from diplotag.serve.app import create_app
+    from diplotag.serve.settings import ServiceSettings
+
+    port = free_port()
+    app = create_app(ServiceSettings(log_level="warning"), tagger=load_model(tiny_model_dir))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)

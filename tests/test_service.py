@@ -49,14 +49,18 @@ def test_tasks_subset_and_unknown_task(client):
     assert set(r.json()["predictions"][0]["tasks"]) == {"tone"}
     r = client.post("/v1/predict", json={"quotes": [{"text": "Fine words."}], "tasks": ["mood"]})
     assert r.status_code == 422
-    assert r.json()["error"]["code"] == "unknown_task" and "mood" in r.json()["error"]["message"]
+    err = r.json()["error"]
+    assert err["code"] == "unknown_task" and err["details"][0]["field"] == "tasks.0"
+    assert "unknown task 'mood'; this model has tasks ['stance', 'tone']" in err["message"]
+    enum = client.get("/openapi.json").json()["components"]["schemas"]
+    assert any("stance" in json.dumps(v) and "enum" in json.dumps(v) for k, v in enum.items() if k.startswith("Predict"))
 
 
 @pytest.mark.parametrize(
     "body, code, field",
     [
         ({"quotes": [{"text": "   "}]}, "invalid_quote", "quotes.0.text"),
-        ({"quotes": [{"text": ""}]}, "invalid_request", "quotes.0.text"),
+        ({"quotes": [{"text": ""}]}, "invalid_quote", "quotes.0.text"),
         ({"quotes": []}, "invalid_request", "quotes"),
         ({"quotes": [{"text": 5}]}, "invalid_request", "quotes.0.text"),
         ({"quotes": [{"text": "ok", "colour": "red"}]}, "invalid_request", "quotes.0.colour"),

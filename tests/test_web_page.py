@@ -1,16 +1,7 @@
 """The web page in a real headless browser (Debian chromium + chromedriver, driven by Selenium)."""
 
 import shutil
-import socket
-import threading
-import time
-
 import pytest
-import uvicorn
-
-from diplotag.model import load_model
-from diplotag.serve.app import create_app
-from diplotag.serve.settings import ServiceSettings
 
 pytestmark = pytest.mark.slow
 
@@ -18,26 +9,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    port = free_port()
-    app = create_app(ServiceSettings(), tagger=load_model(tiny_model_dir))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+def server(live_server):
+    return live_server
 
 
 @pytest.fixture(scope="module")
