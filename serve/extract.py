@@ -286,8 +286,29 @@ def _nlp():
     return nlp
 
 
+ORG_HEADS = {"ministry", "commission", "government", "office", "agency", "council", "mission", "union", "department",
+             "court", "committee", "authority", "authorities", "secretariat", "presidency", "embassy", "service", "army",
+             "military", "navy", "police", "organisation", "organization", "alliance", "bloc", "body", "group", "party",
+             "administration", "cabinet", "parliament", "assembly", "bank", "fund", "programme", "agency", "force", "forces"}
+GENERIC_ORG = {"organisation", "organization", "alliance", "bloc", "body", "group", "union", "agency"}
+NOT_SPEAKERS = {"statement", "report", "release", "figures", "data", "communique", "communiqué", "document", "letter",
+                "study", "note", "text", "post", "message", "survey", "analysis", "tally", "count", "assessment", "video"}
+ROLE_WORDS = re.compile(
+    r"^the (foreign |prime |defence |defense |deputy |former |trade |finance |interior |health )?"
+    r"(minister|spokesperson|spokesman|spokeswoman|president|ambassador|envoy|diplomat|official|secretary|chancellor|"
+    r"premier|chief|leader|commissioner|negotiator|mediator|general|governor|mayor|senator|lawmaker|prosecutor)$"
+)
+DATELINE = re.compile(r"(?m)^([A-Z][A-Z.\-' ]{2,}(?:,\s*[A-Z][a-z]+\.?\s*\d{0,2})?)(\s*\([^)\n]{1,40}\))?\s*[\u2014\u2013-]{1,2}\s*")
+
+
+def blank_datelines(text: str) -> str:
+    """"ACCRA, March 14 (Wire) \u2014 ..." would parse as the subject of the first sentence; blank it out with
+    spaces so every offset stays the same."""
+    return DATELINE.sub(lambda m: " " * len(m.group(0)), text)
+
+
 class SpeakerBook:
-    """Names seen so far, to expand "Diallo"/"she"/"the minister" to the full name first mentioned."""
+    """Names seen so far, to expand "Diallo"/"she"/"the minister"/"the ministry" to the name first mentioned."""
 
     def __init__(self) -> None:
         self.people: list[str] = []
@@ -296,22 +317,42 @@ class SpeakerBook:
         self.last_speaker: str | None = None
 
     def note_person(self, name: str) -> str:
+        name = _clean_person(name)
         full = self.expand(name)
-        if full not in self.people:
-            self.people.append(full)
+        if full == name:
+            # a longer form seen later ("Helena Cavalcanti" then "Helena Cavalcanti Prado") replaces the shorter
+            for i, known in enumerate(self.people):
+                if name.startswith(known + " ") or name.endswith(" " + known):
+                    self.people[i] = name
+                    full = name
+                    break
+            else:
+                self.people.append(name)
         self.last_person = full
         return full
+
+    def note_org(self, name: str) -> None:
+        name = name.strip(" ,.;:")
+        if name in self.people or self.expand(name) in self.people:
+            return  # a person's surname that the tagger took for an organisation
+        if name and name not in self.orgs:
+            self.orgs.append(name)
 
     def expand(self, name: str) -> str:
         parts = name.split()
         for known in reversed(self.people):
             kp = known.split()
-            if name == known or (len(parts) == 1 and parts[0] in kp) or (len(parts) < len(kp) and kp[-len(parts):] == parts):
+            if name == known:
+                return known
+            n = len(parts)
+            # a surname, a double surname, or first names: a contiguous run of the known name's words
+            if n < len(kp) and any(kp[i : i + n] == parts for i in range(len(kp) - n + 1)):
                 return known
         return name
 
-    def resolve(self, phrase: str, ents: list) -> str | None:
-        phrase = phrase.strip(" ,.;:")
+    def resolve_span(self, span, ents: list) -> str | None:
+        """The speaker named by a subject phrase (a spaCy span), using what the article said before."""
+        phrase = span.text.strip(" ,.;:")
         if not phrase:
             return None
         low = phrase.lower()
@@ -319,27 +360,92 @@ class SpeakerBook:
             return self.last_person if low in ("he", "she", "him", "her") else (self.last_speaker or self.last_person)
         persons = [e for e in ents if e.label_ == "PERSON"]
         if persons:
-            return self.note_person(_clean_person(persons[0].text))
-        # a surname alone that we know
-        if len(phrase.split()) == 1 and phrase[:1].isupper():
+            return self.note_person(_extend_name(persons[0]))
+        # a known person named again, whatever spaCy thinks it is ("Mensah-Bonsu" tagged ORG)
+        tokens = [t for t in span if not t.is_punct or t.text in "-'"]
+        head_text = span.text.split(",")[0].strip()
+        candidates = [head_text] + [e.text for e in ents] + [_clean_person(head_text)]
+        for c in candidates:
+            if c and c[:1].isupper():
+                full = self.expand(c)
+                if full in self.people and full != c or c in self.people:
+                    self.last_person = full
+                    return full
+        # an apposition: "Burkina Faso's foreign minister, Aminata Sawadogo-Traoré,"
+        for i, t in enumerate(span):
+            if t.text == "," and i + 2 < len(span):
+                rest = span[i + 1 :]
+                run = []
+                for r in rest:
+                    if (r.pos_ == "PROPN" and r.text[:1].isupper()) or (run and r.text == "-" and not r.whitespace_):
+                        run.append(r)
+                    else:
+                        break
+                if len([r for r in run if r.text != "-"]) >= 2:
+                    return self.note_person(span.doc[run[0].i : run[-1].i + 1].text)
+        for t in span:  # "the ICRC" after "the International Committee of the Red Cross"
+            if t.is_upper and 2 <= len(t.text) <= 6 and t.is_alpha:
+                for org in reversed(self.orgs):
+                    initials = "".join(w[0] for w in org.split() if w[:1].isupper())
+                    if initials == t.text and len(org.split()) > 1:
+                        return org
+        orgs = [e for e in ents if e.label_ == "ORG"]
+        if orgs:
+            org = orgs[0]
+            text = ("the " + org.text) if org.start > 0 and org.doc[org.start - 1].lower_ == "the" and not org.text.lower().startswith("the ") else org.text
+            self.note_org(text)
+            return text
+        tokens = [t for t in span if not t.is_punct]
+        # "NATO spokesperson Marieke Verhoeven": a trailing run of proper nouns after a role word is a name
+        run = []
+        for t in reversed(tokens):
+            if t.pos_ == "PROPN" and t.text[:1].isupper():
+                run.insert(0, t)
+            else:
+                break
+        if len(run) >= 2 and len(run) < len(tokens) and tokens[len(tokens) - len(run) - 1].is_lower:
+            return self.note_person(span.doc[run[0].i : run[-1].i + 1].text)
+        if len(tokens) == 1 and tokens[0].text[:1].isupper():
+            full = self.expand(tokens[0].text)
+            if full != tokens[0].text:
+                self.last_person = full
+                return full
+        if len(run) == len(tokens) and 1 <= len(run) <= 3:
             full = self.expand(phrase)
             if full != phrase:
                 self.last_person = full
                 return full
-        # "the minister", "the spokesperson": the last person speaker
-        if re.match(r"^the (foreign |prime |defence |defense |deputy |former )?(minister|spokesperson|spokesman|spokeswoman|president|ambassador|envoy|diplomat|official|secretary|chancellor|premier|chief|leader|commissioner)$", low):
+        head = tokens[-1].lower_ if tokens else ""
+        if head in NOT_SPEAKERS:
+            return None
+        if ROLE_WORDS.match(low):
             return self.last_person or phrase
-        # an organisation: reuse an earlier mention with the same head noun ("the ministry" -> first mention)
-        head = low.split()[-1]
-        for org in self.orgs:
-            if org.lower().split()[-1] == head and low.startswith("the "):
-                return org
-        self.orgs.append(phrase)
+        if low.startswith("the ") and head in ORG_HEADS:
+            for org in reversed(self.orgs):
+                org_head = org.lower().split()[-1]
+                named = org.isupper() or any(w[:1].isupper() for w in org.split()[1:])
+                if org_head == head or (head in GENERIC_ORG and named and len(org.split()) <= 6):
+                    return org
+        if head in ORG_HEADS or any(t.pos_ == "PROPN" for t in tokens):
+            self.note_org(phrase)
         return phrase
 
 
+def _extend_name(ent) -> str:
+    """spaCy sometimes stops a name early ("Helena Cavalcanti" of "Helena Cavalcanti Prado")."""
+    doc, end = ent.doc, ent.end
+    while end < len(doc) and end - ent.start < 5 and doc[end].pos_ == "PROPN" and doc[end].text[:1].isupper() \
+            and doc[end].ent_type_ in ("", "PERSON") and doc[end].whitespace_ == " " or (
+            end < len(doc) and doc[end].text == "-" and end + 1 < len(doc)):
+        if doc[end].text == "-":
+            break
+        end += 1
+    return doc[ent.start : end].text
+
+
 def _clean_person(name: str) -> str:
-    name = re.sub(r"'s$|\u2019s$", "", name.strip())
+    name = re.sub(r"('s|\u2019s)$", "", name.strip())
+    name = re.sub(r"\s+of\s+[A-Z][\w-]+(\s+[A-Z][\w-]+)*$", "", name)  # "Marie-Claire Baptiste of Seychelles"
     titles = r"^(Foreign|Prime|Defence|Defense|Deputy|Vice|Former|Interior|Trade|Finance|Chief|Senior)?\s*(Minister|President|Ambassador|Secretary|Spokesperson|Spokesman|Spokeswoman|Chancellor|Premier|Envoy|General|Gen\.|Senator|Commissioner|Mr\.?|Mrs\.?|Ms\.?|Dr\.?)\s+"
     prev = None
     while prev != name:
@@ -348,25 +454,32 @@ def _clean_person(name: str) -> str:
     return name.strip()
 
 
-def _subject_phrase(verb) -> tuple[str, list]:
-    """The speaker phrase of a speech verb: its nominal subject with compounds and names, without relative
-    clauses or appositions' tails."""
+def _subject_phrase(verb, quoted: list[tuple[int, int]] | None = None):
+    """The speaker phrase of a speech verb (its nominal subject, appositions included so that "the minister,
+    Amara Diallo," finds the name) and the entities inside it; (None, []) if there is none outside quotes."""
     for child in verb.children:
         if child.dep_ in ("nsubj", "nsubjpass"):
-            keep = [t for t in child.subtree if t.dep_ not in ("relcl", "punct", "appos", "acl") and not any(
-                a.dep_ in ("relcl", "appos", "acl") for a in t.ancestors if a in child.subtree and a != child)]
-            toks = [t for t in keep if t.i <= child.i or t.dep_ in ("compound", "flat")]
-            span = verb.doc[min(t.i for t in toks) : max(t.i for t in toks) + 1] if toks else verb.doc[child.i : child.i + 1]
-            ents = [e for e in verb.doc.ents if e.start >= child.left_edge.i and e.end <= child.right_edge.i + 1]
-            return span.text, ents
-    # "said the ministry" / "said Diallo" (inversion): the subject follows the verb as nsubj too in most parses
-    return "", []
+            left, right = child.left_edge.i, child.right_edge.i + 1
+            span = verb.doc[left:right]
+            if quoted and any(s < span.end_char and span.start_char < e for s, e in quoted):
+                return None, []
+            # the head noun phrase without relative clauses
+            keep = [t for t in span if not any(a.dep_ in ("relcl", "acl") for a in t.ancestors if a.i >= left and a.i < right and a != child)]
+            head = verb.doc[min(t.i for t in keep) : max(t.i for t in keep) + 1] if keep else span
+            if right < verb.i and all(not t.is_sent_start for t in verb.doc[right : verb.i]):
+                right = verb.i  # "Malawi's health minister, Nomsa Chirwa-Phiri, said": keep the apposition
+                span = verb.doc[left:right]
+            ents = [e for e in verb.doc.ents if e.start >= left and e.end <= right]
+            if any(t.text == "," for t in span):
+                head = span
+            return head, ents
+    return None, []
 
 
 def _attribution_near(doc, start: int, end: int, book: SpeakerBook) -> tuple[str | None, str | None]:
     """Speaker and cue verb for a direct quote occupying characters [start, end): a speech verb in the same
     sentence outside the quote, or "according to X"."""
-    sents = [s for s in doc.sents if s.start_char < end + 2 and s.end_char > start - 2]
+    sents = [s for s in doc.sents if s.start_char < end + 1 and s.end_char > start]
     candidates, according = [], None
     for sent in sents:
         for tok in sent:
@@ -379,26 +492,31 @@ def _attribution_near(doc, start: int, end: int, book: SpeakerBook) -> tuple[str
     # the nearest speech verb that has a subject; "according to X" only when there is none
     candidates.sort(key=lambda t: min(abs(t.idx - end), abs(t.idx - start)))
     for verb in candidates:
-        phrase, ents = _subject_phrase(verb)
-        if phrase:
-            return book.resolve(phrase, ents), verb.lemma_.lower()
+        span, ents = _subject_phrase(verb, [(start, end)])
+        if span is not None:
+            speaker = book.resolve_span(span, ents)
+            if speaker:
+                return speaker, verb.lemma_.lower()
     if according is not None:
-        phrase = _np_after(doc, according.i + 2)
-        if phrase:
-            n = len(phrase.split())
-            ents = [e for e in doc.ents if e.start >= according.i + 2 and e.end <= according.i + 2 + n + 1]
-            return book.resolve(phrase, ents), "according to"
+        span = _np_after(doc, according.i + 2)
+        if span is not None:
+            ents = [e for e in doc.ents if e.start >= span.start and e.end <= span.end + 1]
+            speaker = book.resolve_span(span, ents)
+            if speaker:
+                return speaker, "according to"
     return None, None
 
 
-def _np_after(doc, i: int) -> str:
-    """A noun phrase starting at token i ("the agency", "Foreign Minister Amara Diallo", "officials in Accra")."""
-    toks = []
+def _np_after(doc, i: int):
+    """The noun phrase starting at token i ("the agency", "Foreign Minister Amara Diallo"), as a span, or None."""
+    end = i
     for tok in doc[i : i + 10]:
-        if tok.is_punct or tok.pos_ in ("VERB", "AUX", "SCONJ", "CCONJ") or (tok.pos_ == "ADP" and toks and tok.lower_ != "of"):
+        if tok.is_punct and tok.text not in ("-", "'") or tok.pos_ in ("VERB", "AUX", "SCONJ", "CCONJ") or (
+            tok.pos_ == "ADP" and end > i and tok.lower_ != "of"
+        ):
             break
-        toks.append(tok)
-    return " ".join(t.text for t in toks)
+        end = tok.i + 1
+    return doc[i:end] if end > i else None
 
 
 def _inside(spans: list[tuple[int, int]], a: int, b: int) -> bool:
@@ -409,7 +527,7 @@ def extract_statements(text: str, indirect: bool = True) -> list[Statement]:
     """All statements in `text`, in order of appearance."""
     if not text or not text.strip():
         return []
-    doc = _nlp()(text)
+    doc = _nlp()(blank_datelines(text))
     book = SpeakerBook()
     groups = [g for g in scan_quotes(text) if _looks_like_statement(text, g)]
     groups = _merge_split_quotes(text, groups)
@@ -421,8 +539,17 @@ def extract_statements(text: str, indirect: bool = True) -> list[Statement]:
     pending = sorted(direct_by_start)
     for sent in doc.sents:
         for ent in sent.ents:
-            if ent.label_ == "PERSON" and len(ent.text.split()) >= 2 and not _inside(quoted, ent.start_char, ent.end_char):
-                book.note_person(_clean_person(ent.text))
+            if _inside(quoted, ent.start_char, ent.end_char):
+                continue
+            if ent.label_ == "PERSON" and len(ent.text.split()) >= 2:
+                book.note_person(_extend_name(ent))
+            elif ent.label_ == "ORG":
+                the = ent.start > 0 and doc[ent.start - 1].lower_ == "the" and not ent.text.lower().startswith("the ")
+                book.note_org(("the " if the else "") + ent.text)
+        for chunk in sent.noun_chunks:  # "Ghana's foreign ministry": an organisation named by its country
+            if chunk.root.lower_ in ORG_HEADS and any(t.ent_type_ in ("GPE", "NORP", "ORG") for t in chunk) \
+                    and not _inside(quoted, chunk.start_char, chunk.end_char):
+                book.note_org(chunk.text)
         while pending and pending[0] < sent.end_char:
             g = direct_by_start[pending.pop(0)]
             speaker, cue = None, None
@@ -489,12 +616,12 @@ def _indirect_in(sent, quoted: list[tuple[int, int]], book: SpeakerBook) -> Iter
     # "According to X, clause" / "clause, according to X."
     for tok in sent:
         if tok.lower_ == "according" and tok.i + 1 < sent.end and doc[tok.i + 1].lower_ == "to":
-            phrase = _np_after(doc, tok.i + 2)
-            if not phrase:
+            np_span = _np_after(doc, tok.i + 2)
+            if np_span is None:
                 continue
-            after = tok.i + 2 + len(phrase.split())
-            ents = [e for e in doc.ents if e.start >= tok.i + 2 and e.end <= after]
-            speaker = book.resolve(phrase, ents)
+            after = np_span.end
+            ents = [e for e in doc.ents if e.start >= np_span.start and e.end <= after + 1]
+            speaker = book.resolve_span(np_span, ents)
             if tok.i - sent.start <= 1:  # clause follows
                 clause = _clause_text(doc[after : sent.end])
             else:
@@ -523,8 +650,8 @@ def _verb_statements(span, quoted, book: SpeakerBook, nested: bool = False) -> I
             continue
         if _inside(quoted, verb.idx, verb.idx + len(verb.text)):
             continue
-        phrase, ents = _subject_phrase(verb)
-        if not phrase:
+        subject, ents = _subject_phrase(verb, quoted)
+        if subject is None:
             continue
         lemma = verb.lemma_.lower()
         clause = None
@@ -541,7 +668,7 @@ def _verb_statements(span, quoted, book: SpeakerBook, nested: bool = False) -> I
             continue  # a direct quote's attribution, not a reported statement
         if len(WORD.findall(text[clause[0] : clause[1]])) < 3:
             continue
-        speaker = book.resolve(phrase, ents) if not nested else book.resolve(phrase, ents)
+        speaker = book.resolve_span(subject, ents)
         yield Statement("indirect", text[clause[0] : clause[1]], [clause], speaker, lemma,
                         sentence=text[span.sent.start_char : span.sent.end_char].strip())
         return  # one reported statement per sentence: the main speech verb
