@@ -100,3 +100,33 @@ def live_server(tiny_model_dir):
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture()
+def live_server_factory():
+    """Start the app with a given tagger and settings on a loopback port; stopped after the test."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from diplotag.serve.app import create_app
+
+    servers = []
+
+    def start(tagger, settings):
+        port = free_port()
+        srv = uvicorn.Server(uvicorn.Config(create_app(settings, tagger=tagger), host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=srv.run, daemon=True)
+        thread.start()
+        for _ in range(200):
+            if srv.started:
+                break
+            time.sleep(0.05)
+        servers.append((srv, thread))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for srv, thread in servers:
+        srv.should_exit = True
+        thread.join(timeout=10)

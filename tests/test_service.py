@@ -136,3 +136,46 @@ def test_settings_from_environment(monkeypatch):
     monkeypatch.setenv("DIPLOTAG_CORS_ORIGINS", "https://example.org")
     s = ServiceSettings()
     assert s.max_quotes == 5 and s.keys() == ["a", "b"] and s.cors_origins == ["https://example.org"]
+
+
+class SlowTagger:
+    """The tiny model, slowed down, to fill the queue on purpose."""
+
+    def __init__(self, tagger, delay):
+        self._t, self.delay = tagger, delay
+
+    def __getattr__(self, name):
+        return getattr(self._t, name)
+
+    def predict_proba(self, *args, **kwargs):
+        import time
+
+        time.sleep(self.delay)
+        return self._t.predict_proba(*args, **kwargs)
+
+
+def test_backpressure_answers_503_with_retry_after(tiny, live_server_factory):
+    import asyncio
+
+    import httpx
+
+    url = live_server_factory(SlowTagger(tiny, 0.3), ServiceSettings(queue_quotes=4, batch_size=2, batch_wait_ms=1))
+
+    async def burst():
+        async with httpx.AsyncClient(timeout=30) as c:
+            return await asyncio.gather(*(c.post(url + "/v1/predict", json={"quotes": [{"text": f"Quote {i}."}]}) for i in range(20)))
+
+    responses = asyncio.run(burst())
+    codes = [r.status_code for r in responses]
+    assert 200 in codes and 503 in codes and set(codes) <= {200, 503}
+    busy = next(r for r in responses if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and busy.json()["error"]["code"] == "overloaded"
+    assert httpx.get(url + "/healthz").status_code == 200
+
+
+def test_slow_prediction_times_out_with_504(tiny, live_server_factory):
+    import httpx
+
+    url = live_server_factory(SlowTagger(tiny, 1.5), ServiceSettings(request_timeout_s=0.3))
+    r = httpx.post(url + "/v1/predict", json={"quotes": [{"text": "A quote."}]}, timeout=30)
+    assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"

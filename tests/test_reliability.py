@@ -1,0 +1,75 @@
+"""Reliability under load and faults, against real processes on loopback (bounded; each stops by itself)."""
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+from http_load import Server, run_level  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_load_20000_requests_no_5xx_and_flat_memory(tiny_model_dir, tmp_path):
+    server = Server(str(tiny_model_dir))
+    try:
+        result = run_level(server, clients=32, requests=20_000)
+    finally:
+        code = server.stop()
+    (tmp_path / "load.json").write_text(json.dumps(result))
+    print(json.dumps({k: result[k] for k in ("statuses", "p50_ms", "p99_ms", "throughput_quotes_per_second", "rss_growth")}))
+    bad = {s: n for s, n in result["statuses"].items() if int(s) >= 500 and int(s) != 503}
+    assert not bad and result["transport_errors"] == 0
+    assert sum(result["statuses"].values()) == 20_000
+    assert result["rss_growth"] < 0.10
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after its graceful shutdown
+
+
+def test_sigterm_lets_in_flight_requests_finish(tiny_model_dir):
+    server = Server(str(tiny_model_dir))
+    url = server.url
+    body = {"quotes": [{"text": "We welcome the agreement reached in Geneva on the exchange of prisoners. " * 6}] * 64}
+    results = []
+
+    async def client(c):
+        while True:
+            try:
+                r = await c.post(url + "/v1/predict", json=body)
+                results.append(r.status_code)
+            except httpx.HTTPError as e:
+                results.append(type(e).__name__)
+                return
+
+    async def run():
+        async with httpx.AsyncClient(timeout=30) as c:
+            tasks = [asyncio.create_task(client(c)) for _ in range(16)]
+            await asyncio.sleep(1.0)
+            server.proc.send_signal(signal.SIGTERM)
+            await asyncio.wait(tasks, timeout=30)
+
+    asyncio.run(run())
+    code = server.proc.wait(timeout=30)
+    statuses = [r for r in results if isinstance(r, int)]
+    assert code in (0, -signal.SIGTERM)
+    assert statuses and all(s == 200 for s in statuses), results
+    # after SIGTERM new connections are refused; nothing that was answered was an error
+    assert all(r in ("ConnectError", "RemoteProtocolError", "ReadError") for r in results if not isinstance(r, int))
+
+
+def test_full_disk_is_a_clear_error_and_input_untouched(tiny_model_dir, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": f"Quote {i} about the talks."}) + "\n" for i in range(200)))
+    before = src.read_bytes()
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([sys.executable, "-m", "diplotag", "score", str(src), "-o", "-", "-m", str(tiny_model_dir),
+                               "--no-progress"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "cannot write output" in proc.stderr and "Traceback" not in proc.stderr
+    assert src.read_bytes() == before
