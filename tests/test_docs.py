@@ -28,3 +28,11 @@ def test_readme_starts_with_exactly_two_setup_commands():
     assert "pytest" in tests
     ci = (ROOT / ".ci" / "run").read_text()
     assert tests in ci, "the README's test command must be what CI runs"
+
+
+def test_every_service_setting_is_documented_in_the_readme():
+    from diplotag.serve.settings import ServiceSettings
+
+    text = (ROOT / "README.md").read_text()
+    for name in ServiceSettings.model_fields:
+        assert f"DIPLOTAG_{name.upper()}" in text, name
