@@ -1,9 +1,6 @@
 """The network, the label schema, saving/loading and prediction."""
 
-from diplotag.model.base_encoder import ModelLoadError
 from diplotag.model.schema import LabelSchema, SchemaError, TaskSpec
-from diplotag.model.storage import build_model, default_model_dir, load_model, save_model
-from diplotag.model.tagger import QuotePrediction, QuoteTagger, TaskPrediction
 
 __all__ = [
     "LabelSchema",
@@ -18,3 +15,22 @@ __all__ = [
     "load_model",
     "save_model",
 ]
+_LAZY = {
+    "ModelLoadError": "diplotag.model.base_encoder",
+    "build_model": "diplotag.model.storage",
+    "default_model_dir": "diplotag.model.storage",
+    "load_model": "diplotag.model.storage",
+    "save_model": "diplotag.model.storage",
+    "QuotePrediction": "diplotag.model.tagger",
+    "QuoteTagger": "diplotag.model.tagger",
+    "TaskPrediction": "diplotag.model.tagger",
+}
+
+
+def __getattr__(name: str):
+    # the schema is light; everything that needs torch/transformers is imported on first use
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'diplotag.model' has no attribute {name!r}")

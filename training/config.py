@@ -93,6 +93,7 @@ class TrainConfig(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     output_dir: str = "runs/latest"
+    model_version: str | None = Field(default=None, description="version string saved with the model (default: a timestamp)")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -311,7 +311,7 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, resume: boo
     tagger.network = network.eval()
     model_dir = out / "model"
     resolved = config.model_dump(mode="json", by_alias=True)
-    save_model(tagger, model_dir, dtype=config.model.save_dtype, training_config=resolved)
+    save_model(tagger, model_dir, dtype=config.model.save_dtype, training_config=resolved, model_version=config.model_version)
     shipped = load_model(model_dir)
     if dev_ex and config.calibration.temperature_scaling:
         shipped.temperatures = fit_temperatures(shipped, dev_ex)
@@ -352,26 +352,72 @@ def train(config: TrainConfig, output_dir: str | Path | None = None, resume: boo
 
 
 def model_card(tagger: QuoteTagger, config: TrainConfig, metrics: dict[str, Any]) -> str:
-    """A short generated card; the bundled model's card is extended by hand in model/default/MODEL_CARD.md."""
+    """The model card written next to the weights: data, metrics with the baseline, calibration, limits, use."""
+    schema = tagger.schema
+    data = ", ".join(Path(src.path).name + (f" [split={src.split}]" if src.split else "") for src in config.data.train)
     lines = [
         "# diplotag model card",
         "",
-        f"- Base encoder: {tagger.metadata.get('base_encoder')}",
-        f"- Tasks: " + "; ".join(f"{t.name} ({', '.join(t.label_names)})" for t in tagger.schema.tasks),
-        f"- Trained on: " + ", ".join(s.path + (f" [split={s.split}]" if s.split else "") for s in config.data.train),
-        f"- Training time: {metrics['train_seconds']} s on {metrics['torch_threads']} CPU threads",
-        f"- Calibration temperatures (fit on dev): {metrics['temperatures']}",
+        "## Model",
+        "",
+        f"- Version: `{tagger.metadata.get('model_version', 'unversioned')}`",
+        f"- Base encoder: {tagger.metadata.get('base_encoder')}; mean pooling; one linear head per task "
+        f"(target-free tasks pool over the quote's tokens only).",
+        f"- Fine-tuned: embeddings {'frozen' if config.model.freeze_embeddings else 'trained'}, bottom "
+        f"{config.model.freeze_layers} encoder layers frozen; changed weights stored as {config.model.save_dtype}.",
+        "- Tasks: " + "; ".join(f"`{t.name}` ({', '.join(t.label_names)}{', target-aware' if t.uses_target else ''})" for t in schema.tasks),
+        f"- Max length: {tagger.max_length} tokens (longer quotes are truncated and flagged `truncated`).",
+        "",
+        "## Training",
+        "",
+        f"- Data: {data} ({metrics['train_rows']} rows; {metrics['train_rows_with_untargeted_copies']} with untargeted copies)",
+        f"- {metrics['epochs_run']:g} epochs (early stopping on dev macro-F1), best checkpoint kept; seed {config.training.seed}",
+        f"- Training time: {metrics['train_seconds']:.0f} s on {metrics['torch_threads']} CPU threads",
+        f"- Calibration: temperature scaling per task fitted on dev: "
+        + ", ".join(f"{k} T={v:.2f}" for k, v in metrics["temperatures"].items()),
         "",
     ]
-    for split in ("dev", "test"):
-        if split in metrics:
-            lines += [f"## {split}", "", "| task | macro-F1 | accuracy | ECE | baseline macro-F1 |", "| --- | --- | --- | --- | --- |"]
-            for task, m in metrics[split].items():
-                if task == "target_invariance":
-                    continue
-                b = m["baseline_macro_f1"]
-                lines.append(f"| {task} | {m['macro_f1']:.3f} | {m['accuracy']:.3f} | {m['ece']:.3f} | {b if b is None else f'{b:.3f}'} |")
-            lines.append("")
+    for split in ("test", "dev"):
+        if split not in metrics:
+            continue
+        lines += [f"## Results on the {split} split", "",
+                  "| task | macro-F1 | accuracy | ECE (calibrated) | TF-IDF + LR baseline macro-F1 |", "| --- | --- | --- | --- | --- |"]
+        for task, m in metrics[split].items():
+            if task == "target_invariance":
+                continue
+            b = m["baseline_macro_f1"]
+            lines.append(f"| {task} | {m['macro_f1']:.3f} | {m['accuracy']:.3f} | {m['ece']:.3f} | {'-' if b is None else f'{b:.3f}'} |")
+        inv = metrics[split].get("target_invariance")
+        if inv:
+            lines += ["", "Same label with and without the target (targeted rows): "
+                      + ", ".join(f"{k} {v:.3f}" for k, v in inv.items() if k != "n") + f" (n={inv['n']})"]
+        lines += ["", f"Per-class scores, confusion matrices and reliability diagrams: `report/{split}/` of the training run.", ""]
+    lines += [
+        "## Intended use",
+        "",
+        "Tagging diplomatic statements (quotes from officials, spokespeople, international organisations, and news",
+        "writers' accounts of them) in English, for research and monitoring in aggregate: trends over time, comparison",
+        "between actors, triage of large collections. Probabilities are calibrated on held-out data, so they can be",
+        "averaged or thresholded.",
+        "",
+        "## Known limitations",
+        "",
+        "- Trained on a corpus written for the project in the register of real statements, not on real quotes; the",
+        "  test split shares that origin, so real-world accuracy is expected to be lower than the numbers above.",
+        "- English only; quotes of 1 to 3 sentences. Long speeches should be split into quotes first.",
+        "- Stance toward a target that the quote does not mention is mostly `neutral`; when the target is implied",
+        "  (a pronoun, a nickname) the model may miss it.",
+        "- Irony, sarcasm and very indirect criticism are the hardest cases; so is the line between `concerned`",
+        "  and `critical` (whether a named actor is blamed).",
+        "- Not for decisions about individuals, and not a substitute for reading the statement.",
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        "diplotag train configs/default.yaml --output runs/default",
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -5,7 +5,14 @@
     model.predict(["We condemn the shelling."], targets=[None])
 """
 
-from diplotag.model import LabelSchema, QuotePrediction, QuoteTagger, load_model
-
 __version__ = "0.1.0"
 __all__ = ["LabelSchema", "QuotePrediction", "QuoteTagger", "__version__", "load_model"]
+
+
+def __getattr__(name: str):
+    # torch and transformers load only when the model is needed, so `diplotag --help` and light imports stay fast
+    if name in ("LabelSchema", "QuotePrediction", "QuoteTagger", "load_model"):
+        import diplotag.model as model
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'diplotag' has no attribute {name!r}")
