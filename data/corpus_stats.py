@@ -1,6 +1,6 @@
 """Counts for the data card: labels, splits, topics, regions, speaker types, phenomena.
 
-    python data/corpus_stats.py > docs/data-card-tables.md     # (the data card includes these tables)
+    python data/corpus_stats.py --update docs/data-card.md      # refresh the tables in the data card
 
 Regions are assigned from `country_or_org` with the table below; organisations with a regional remit get
 their region, global bodies get "International".
@@ -59,7 +59,7 @@ def table(title: str, counter: Counter, total: int, top: int | None = None) -> s
     return "\n".join(lines)
 
 
-def main(path: str = str(HERE / "corpus.jsonl")) -> int:
+def main(path: str = str(HERE / "corpus.jsonl"), update: str | None = None) -> int:
     rows = [json.loads(line) for line in open(path, encoding="utf-8")]
     n = len(rows)
     out = [f"Corpus: `{Path(path).name}`, {n} items.", ""]
@@ -85,9 +85,23 @@ def main(path: str = str(HERE / "corpus.jsonl")) -> int:
             f"{sorted(len(r['text'].split()) for r in rows)[n // 2]}, max {max(len(r['text'].split()) for r in rows)}."]
     out.append("")
     out.append(table("Most frequent countries or organisations", countries, n, top=25))
-    print("\n\n".join(out))
+    text = "\n\n".join(out)
+    if update:  # replace the generated block of the data card, keeping the hand-written text around it
+        card = Path(update).read_text(encoding="utf-8")
+        start, end = "<!-- stats:start -->", "<!-- stats:end -->"
+        head, rest = card.split(start, 1)
+        tail = rest.split(end, 1)[1]
+        Path(update).write_text(f"{head}{start}\n\n{text}\n\n{end}{tail}", encoding="utf-8")
+    else:
+        print(text)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("corpus", nargs="?", default=str(HERE / "corpus.jsonl"))
+    ap.add_argument("--update", help="rewrite the generated block of this Markdown file (docs/data-card.md)")
+    a = ap.parse_args()
+    sys.exit(main(a.corpus, a.update))
