@@ -25,6 +25,7 @@ def test_data_check_passes_on_the_shipped_corpus(schema):
 
 def test_balance_and_coverage(rows):
     n = len(rows)
+    assert n >= 4000
     stance, tone = Counter(r["stance"] for r in rows), Counter(r["tone"] for r in rows)
     assert all(stance[k] / n >= 0.20 for k in ("support", "oppose", "neutral")), stance
     assert all(tone[k] / n >= 0.12 for k in ("cooperative", "neutral", "concerned", "critical", "hostile")), tone
