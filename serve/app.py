@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib import resources
 from typing import Annotated, Any, Literal
 
@@ -249,13 +250,19 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        import torch
+        if settings.backend == "torch":
+            import torch
 
-        from diplotag.model import load_model
+            from diplotag.model import load_model
 
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        model = tagger or await asyncio.to_thread(load_model, settings.model)
+            if settings.threads:
+                torch.set_num_threads(settings.threads)
+            load = partial(load_model, settings.model)
+        else:
+            from diplotag.model.onnx_backend import load_onnx_tagger
+
+            load = partial(load_onnx_tagger, settings.model, settings.backend, settings.threads or None)
+        model = tagger or await asyncio.to_thread(load)
         batcher = MicroBatcher(model, settings.batch_size, settings.batch_wait_ms, settings.queue_quotes,
                                on_batch=lambda n, s: (metrics.batch_size.observe(n), metrics.batch_seconds.observe(s)))
         await batcher.start()
@@ -481,8 +488,7 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
 
 
 def _schema_of(model_dir):
-    from diplotag.model import LabelSchema, ModelLoadError
-    from diplotag.model.storage import default_model_dir
+    from diplotag.model import LabelSchema, ModelLoadError, default_model_dir  # light: no torch
 
     folder = model_dir or default_model_dir()
     try:

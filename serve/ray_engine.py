@@ -19,14 +19,19 @@ from diplotag.model.tagger import BatchProbabilities
 class _TaggerActor:
     """Ray Data callable class: the model is loaded once per actor."""
 
-    def __init__(self, model_dir: str, batch_size: int, threads: int):
-        import torch
+    def __init__(self, model_dir: str, batch_size: int, threads: int, backend: str = "torch"):
+        if backend == "torch":
+            import torch
 
-        from diplotag.model import load_model
+            from diplotag.model import load_model
 
-        if threads:
-            torch.set_num_threads(threads)
-        self.tagger = load_model(model_dir)
+            if threads:
+                torch.set_num_threads(threads)
+            self.tagger = load_model(model_dir)
+        else:
+            from diplotag.model.onnx_backend import load_onnx_tagger
+
+            self.tagger = load_onnx_tagger(model_dir, backend, threads or None)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -47,6 +52,7 @@ def ray_predictor(
     actors: int = 2,
     batch_size: int = 32,
     threads_per_actor: int = 1,
+    backend: str = "torch",
 ) -> Callable[[list[str], list[str | None]], BatchProbabilities]:
     """A `predict(texts, targets)` that runs on a Ray Data actor pool; starts or joins Ray."""
     import ray
@@ -63,7 +69,7 @@ def ray_predictor(
         items = [{"row": i, "text": t, "target": g or ""} for i, (t, g) in enumerate(zip(texts, targets))]
         ds = ray.data.from_items(items).map_batches(
             _TaggerActor,
-            fn_constructor_args=(str(model_dir), batch_size, threads_per_actor),
+            fn_constructor_args=(str(model_dir), batch_size, threads_per_actor, backend),
             compute=ray.data.ActorPoolStrategy(size=actors),
             batch_size=max(batch_size, 256),
             batch_format="numpy",

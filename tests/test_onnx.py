@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from diplotag.model import load_model
+from diplotag.model import ModelLoadError, load_model
 from diplotag.model.onnx_backend import (
     FILES,
     OnnxLogits,
@@ -200,13 +200,13 @@ def test_read_only_folder_exports_into_the_cache(tiny_model_dir, tmp_path, monke
         folder.chmod(0o755)
 
 
-def test_unknown_backend_is_refused(exported):
+def test_unknown_backend_or_folder_is_refused(exported, tmp_path):
     with pytest.raises(ValueError, match="onnx-int8"):
         get_or_export(exported, "tensorrt")
+    with pytest.raises(ModelLoadError, match="complete diplotag model folder"):
+        load_onnx_tagger(tmp_path / "missing", "onnx")
 
 
-# Remove the marker once model/tagger.py imports torch lazily (see OnnxTagger): strict, so it then fails as XPASS.
-@pytest.mark.xfail(reason="model/tagger.py imports torch at module level", strict=True)
 def test_running_does_not_import_torch(exported):
     code = (
         "import sys\n"

@@ -27,18 +27,40 @@ ModelOpt = Annotated[
 ]
 
 
+BACKENDS = ("torch", "onnx", "onnx-int8")
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="torch, onnx or onnx-int8 (ONNX Runtime: no torch at run time; exported into the model folder, or "
+        "~/.cache/diplotag if it is read-only, on first use).",
+        envvar="DIPLOTAG_BACKEND",
+    ),
+]
+
+
 def fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
 
 
-def _load(model: Path | None):
-    from diplotag.model import ModelLoadError, load_model
+def _load(model: Path | None, backend: str = "torch"):
+    if backend not in BACKENDS:
+        fail(f"--backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
+    from diplotag.model import ModelLoadError
 
     try:
-        return load_model(model)
+        if backend == "torch":
+            from diplotag.model import load_model
+
+            return load_model(model)
+        from diplotag.model.onnx_backend import load_onnx_tagger
+
+        return load_onnx_tagger(model, backend)
     except ModelLoadError as e:
         fail(str(e))
+    except ImportError as e:  # only the ONNX backends have optional imports
+        fail(f"--backend {backend} needs onnxruntime, and onnx and onnxscript to export the model ({e})")
 
 
 @app.command()
@@ -98,6 +120,7 @@ def score(
     engine: Annotated[str, typer.Option(help="local, or ray (Ray Data actor pool; pip install 'diplotag[ray]').")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="With --engine ray: join this cluster (default: start local Ray).")] = None,
     ray_actors: Annotated[int, typer.Option(min=1, help="With --engine ray: actors in the pool.")] = 2,
+    backend: BackendOpt = "torch",
 ) -> None:
     """Score quote files: one output row per quote with every task's label and probabilities.
 
@@ -108,7 +131,7 @@ def score(
 
     if input_format not in ("auto", "jsonl", "csv", "tsv", "parquet", "txt"):
         fail(f"--format must be one of auto, jsonl, csv, tsv, parquet, txt (got {input_format!r})")
-    tagger = _load(model)
+    tagger = _load(model, backend)
     opts = ScoreOptions(text_col, target_col, id_col, target, task, batch_size, chunk_size, input_format)  # type: ignore[arg-type]
     records = None
     if articles:
@@ -127,7 +150,7 @@ def score(
         from diplotag.model import default_model_dir
 
         predict = ray_predictor(model or default_model_dir(), tagger.schema.task_names, address=ray_address,
-                                actors=ray_actors, batch_size=batch_size)
+                                actors=ray_actors, batch_size=batch_size, backend=backend)
     elif engine != "local":
         fail(f"--engine must be local or ray (got {engine!r})")
     try:
@@ -183,13 +206,14 @@ def evaluate(
     baseline_train: Annotated[Optional[list[str]], typer.Option(help="Train the TF-IDF baseline on these files (default: the data's train split).")] = None,
     text_col: Annotated[str, typer.Option()] = "text",
     target_col: Annotated[str, typer.Option()] = "target",
+    backend: BackendOpt = "torch",
 ) -> None:
     """Accuracy, macro-F1, per-class P/R/F1, confusion, calibration, and a TF-IDF baseline side by side."""
     from diplotag.training.config import Columns, DataSource
     from diplotag.training.data import DataError, load_examples
     from diplotag.training.evaluate import evaluate as run_eval, write_report
 
-    tagger = _load(None if str(model_dir) == "default" else model_dir)
+    tagger = _load(None if str(model_dir) == "default" else model_dir, backend)
     cols = Columns(text=text_col, target=target_col)
     try:
         rows = load_examples([DataSource(path=p, split=split) for p in data], tagger.schema, cols)
@@ -326,6 +350,7 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="Bind address (default 127.0.0.1; env DIPLOTAG_HOST).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port (default 8000; env DIPLOTAG_PORT).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes, each with its own model (env DIPLOTAG_WORKERS).")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="torch, onnx or onnx-int8 (env DIPLOTAG_BACKEND).")] = None,
 ) -> None:
     """Run the HTTP prediction service (uvicorn). Every setting also reads DIPLOTAG_* environment variables."""
     import os
@@ -335,7 +360,8 @@ def serve(
 
     from diplotag.serve.settings import ServiceSettings
 
-    given = {"DIPLOTAG_MODEL": model, "DIPLOTAG_HOST": host, "DIPLOTAG_PORT": port, "DIPLOTAG_WORKERS": workers}
+    given = {"DIPLOTAG_MODEL": model, "DIPLOTAG_HOST": host, "DIPLOTAG_PORT": port, "DIPLOTAG_WORKERS": workers,
+             "DIPLOTAG_BACKEND": backend}
     for key, value in given.items():
         if value is not None:
             os.environ[key] = str(value)
@@ -344,7 +370,8 @@ def serve(
         settings.keys()
     except (ValidationError, ValueError) as e:
         fail(f"invalid service settings: {e}")
-    _load(settings.model)  # fail fast, with the loader's message, before starting workers
+    # fail fast, with the loader's message, before starting workers; with ONNX this also makes the export once
+    _load(settings.model, settings.backend)
     err.print(f"serving on http://{settings.host}:{settings.port} ({settings.workers} worker(s))", highlight=False)
     uvicorn.run(
         "diplotag.serve.app:create_app",
