@@ -76,57 +76,52 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def live_server(tiny_model_dir):
-    """The real app on a loopback port, in a thread, with the tiny model."""
+def start_server(tagger, settings):
+    """Run the app with `tagger` on a free loopback port in a thread; returns (url, stop)."""
     import threading
     import time
 
     import uvicorn
 
-    from diplotag.model import load_model
     from diplotag.serve.app import create_app
-    from diplotag.serve.settings import ServiceSettings
 
     port = free_port()
-    app = create_app(ServiceSettings(log_level="warning"), tagger=load_model(tiny_model_dir))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(create_app(settings, tagger=tagger), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     for _ in range(200):
         if srv.started:
             break
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+
+    def stop():
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+@pytest.fixture(scope="session")
+def live_server(tiny_model_dir):
+    """The real app on a loopback port, in a thread, with the tiny model."""
+    from diplotag.model import load_model
+    from diplotag.serve.settings import ServiceSettings
+
+    url, stop = start_server(load_model(tiny_model_dir), ServiceSettings(log_level="warning"))
+    yield url
+    stop()
 
 
 @pytest.fixture()
 def live_server_factory():
-    """Start the app with a given tagger and settings on a loopback port; stopped after the test."""
-    import threading
-    import time
-
-    import uvicorn
-
-    from diplotag.serve.app import create_app
-
-    servers = []
+    """Start the app with a given tagger and settings; every server is stopped after the test."""
+    stops = []
 
     def start(tagger, settings):
-        port = free_port()
-        srv = uvicorn.Server(uvicorn.Config(create_app(settings, tagger=tagger), host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=srv.run, daemon=True)
-        thread.start()
-        for _ in range(200):
-            if srv.started:
-                break
-            time.sleep(0.05)
-        servers.append((srv, thread))
-        return f"http://127.0.0.1:{port}"
+        url, stop = start_server(tagger, settings)
+        stops.append(stop)
+        return url
 
     yield start
-    for srv, thread in servers:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    for stop in stops:
+        stop()
