@@ -1,9 +1,9 @@
 """API fuzzing from the OpenAPI schema (schemathesis) against the live app: no 5xx, responses match the schema."""
 
 import pytest
+import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-schemathesis = pytest.importorskip("schemathesis")
 pytestmark = pytest.mark.slow
 
 
