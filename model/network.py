@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import BertConfig, BertModel
+from diplotag.model.bert import BertConfig, BertEncoder
 
 IGNORE = -100  # label value for "this task is not labelled on this row"; the loss masks it
 
@@ -20,7 +20,7 @@ IGNORE = -100  # label value for "this task is not labelled on this row"; the lo
 class NetworkConfig:
     """Everything needed to rebuild the network's shape (weights live in safetensors)."""
 
-    encoder: dict  # a transformers BertConfig as a dict
+    encoder: dict  # the encoder's BERT config (HF config.json keys; see model/bert.py)
     tasks: dict[str, int]  # task name -> number of labels, in schema order
     dropout: float = 0.1
     pooling: str = "mean"  # "mean" over non-padding tokens (what all-MiniLM-L6-v2 was trained with) or "cls"
@@ -39,12 +39,12 @@ class NetworkConfig:
 
 
 class MultiTaskClassifier(nn.Module):
-    def __init__(self, config: NetworkConfig, encoder: BertModel | None = None):
+    def __init__(self, config: NetworkConfig, encoder: BertEncoder | None = None):
         super().__init__()
         if config.pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {config.pooling!r}")
         self.config = config
-        self.encoder = encoder if encoder is not None else BertModel(BertConfig(**config.encoder), add_pooling_layer=False)
+        self.encoder = encoder if encoder is not None else BertEncoder(BertConfig.from_dict(config.encoder))
         hidden = self.encoder.config.hidden_size
         self.dropout = nn.Dropout(config.dropout)
         self.label_smoothing = 0.0  # a training-time setting, not part of the saved shape
@@ -67,9 +67,7 @@ class MultiTaskClassifier(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(pooled over all tokens, pooled over the quote's tokens). Without a target both are the same."""
-        hidden = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).last_hidden_state
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids)
         if self.config.pooling == "cls":
             return hidden[:, 0], hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)

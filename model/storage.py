@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from transformers import BertConfig, BertModel
+from diplotag.model.bert import BertConfig, BertEncoder
 
 from diplotag.model import default_model_dir
 from diplotag.model.base_encoder import (
@@ -225,7 +225,10 @@ def load_model(path: str | Path | None = None) -> QuoteTagger:
             raise ModelLoadError(f"{folder / 'config.json'}: delta encoder weights but no base_encoder recorded")
         encoder = load_encoder_folder(locate_base(base))
     else:
-        encoder = BertModel(BertConfig(**net_config.encoder), add_pooling_layer=False)
+        try:
+            encoder = BertEncoder(BertConfig.from_dict(net_config.encoder))
+        except (TypeError, ValueError) as e:
+            raise ModelLoadError(f"{folder / 'config.json'}: unusable encoder config ({e})") from None
     network = MultiTaskClassifier(net_config, encoder=encoder)
     own = network.encoder.state_dict()
     unknown = sorted(set(encoder_weights) - set(own))

@@ -132,22 +132,31 @@ def test_partial_output_is_never_mistaken_for_complete(tiny, tmp_path):
 def test_kill_9_then_resume_gives_identical_output(tiny_model_dir, tmp_path):
     src = tmp_path / "in.jsonl"
     with open(src, "w") as f:
-        for i in range(3000):
+        for i in range(15000):
             f.write(json.dumps({"id": i, "text": f"Statement {i}: we call on all sides to respect the truce in sector {i % 17}."}) + "\n")
-            if i % 500 == 7:
+            if i % 2500 == 7:
                 f.write("{broken\n")
     clean = tmp_path / "clean.jsonl"
     base = [sys.executable, "-m", "diplotag", "score", str(src), "-m", str(tiny_model_dir), "--chunk-size", "100", "--no-progress", "--max-rejects", "10"]
     subprocess.run(base + ["-o", str(clean)], check=True, capture_output=True)
     out = tmp_path / "resumed.jsonl"
-    import random
+    progress = tmp_path / "resumed.jsonl.progress.json"
 
-    for delay in random.Random(3).sample([0.6, 0.9, 1.2, 1.5, 1.8, 2.2], 4):  # four kills at different points
-        proc = subprocess.Popen(base + ["-o", str(out)] + (["--resume"] if (tmp_path / "resumed.jsonl.progress.json").exists() else []),
+    def committed() -> int:
+        try:
+            return json.loads(progress.read_text())["rows_in"]
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    # four kills, each once the job has committed past a different point (and at an arbitrary moment inside
+    # the chunk it is working on); polling the progress file keeps the test independent of machine speed
+    for stop_after in (1_500, 5_000, 9_000, 12_000):
+        proc = subprocess.Popen(base + ["-o", str(out)] + (["--resume"] if progress.exists() else []),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        while committed() < stop_after and proc.poll() is None:
+            time.sleep(0.002)
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        assert proc.wait() == -signal.SIGKILL, "the job finished before it could be killed"
         assert not out.exists()  # never a complete-looking file from an interrupted run
     r = subprocess.run(base + ["-o", str(out), "--resume"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
