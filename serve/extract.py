@@ -362,7 +362,6 @@ class SpeakerBook:
         if persons:
             return self.note_person(_extend_name(persons[0]))
         # a known person named again, whatever spaCy thinks it is ("Mensah-Bonsu" tagged ORG)
-        tokens = [t for t in span if not t.is_punct or t.text in "-'"]
         head_text = span.text.split(",")[0].strip()
         candidates = [head_text] + [e.text for e in ents] + [_clean_person(head_text)]
         for c in candidates:
@@ -432,13 +431,11 @@ class SpeakerBook:
 
 
 def _extend_name(ent) -> str:
-    """spaCy sometimes stops a name early ("Helena Cavalcanti" of "Helena Cavalcanti Prado")."""
+    """spaCy sometimes stops a name early ("Helena Cavalcanti" of "Helena Cavalcanti Prado"): take the
+    capitalised proper nouns that follow, up to five words in all."""
     doc, end = ent.doc, ent.end
-    while end < len(doc) and end - ent.start < 5 and doc[end].pos_ == "PROPN" and doc[end].text[:1].isupper() \
-            and doc[end].ent_type_ in ("", "PERSON") and doc[end].whitespace_ == " " or (
-            end < len(doc) and doc[end].text == "-" and end + 1 < len(doc)):
-        if doc[end].text == "-":
-            break
+    while (end < len(doc) and end - ent.start < 5 and doc[end].pos_ == "PROPN" and doc[end].text[:1].isupper()
+           and doc[end].ent_type_ in ("", "PERSON") and doc[end - 1].whitespace_):
         end += 1
     return doc[ent.start : end].text
 
@@ -627,7 +624,7 @@ def _indirect_in(sent, quoted: list[tuple[int, int]], book: SpeakerBook) -> Iter
             else:
                 clause = _clause_text(doc[sent.start : tok.i])
             if clause and not _inside(quoted, *clause) and len(WORD.findall(text[clause[0] : clause[1]])) >= 3:
-                inner = list(_verb_statements(doc[clause_start_token(doc, clause[0]) : sent.end], quoted, book, nested=True))
+                inner = list(_verb_statements(doc[_clause_start_token(doc, clause[0]) : sent.end], quoted, book))
                 speakers = [speaker] + [s.speaker for s in inner if s.speaker and s.speaker != speaker]
                 yield Statement("indirect", text[clause[0] : clause[1]], [clause], speaker, "according to",
                                 sentence=sent_text, speakers=speakers)
@@ -635,14 +632,14 @@ def _indirect_in(sent, quoted: list[tuple[int, int]], book: SpeakerBook) -> Iter
     yield from _verb_statements(sent, quoted, book)
 
 
-def clause_start_token(doc, char: int) -> int:
+def _clause_start_token(doc, char: int) -> int:
     for tok in doc:
         if tok.idx >= char:
             return tok.i
     return len(doc)
 
 
-def _verb_statements(span, quoted, book: SpeakerBook, nested: bool = False) -> Iterator[Statement]:
+def _verb_statements(span, quoted, book: SpeakerBook) -> Iterator[Statement]:
     doc = span.doc
     text = doc.text
     for verb in span:
