@@ -408,6 +408,12 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
     async def predict(body: Predict, model: Tagger, batcher: Batcher, request: Request) -> dict:
         """Tag quotes: per quote every task's label and probabilities, derived scores and truncation."""
         tasks = check_tasks(model, body.tasks)
+        # the schema's pattern uses Unicode White_Space; Python's str.isspace() also counts control separators
+        # (\x1c-\x1f), which the model would reject, so the same rule is checked here before batching
+        empty = [{"field": f"quotes.{i}.text", "message": "text is empty or whitespace"}
+                 for i, q in enumerate(body.quotes) if not q.text.strip()]
+        if empty:
+            raise ServiceError(422, "invalid_quote", "; ".join(f"{e['field']}: {e['message']}" for e in empty), empty)
         texts = [q.text for q in body.quotes]
         targets = [q.target.strip() if q.target and q.target.strip() else None for q in body.quotes]
         if settings.log_text:

@@ -95,10 +95,21 @@ class MicroBatcher:
             started = time.perf_counter()
             try:
                 result = await loop.run_in_executor(self._executor, self.tagger.predict_proba, texts, targets, self.batch_size)
-            except Exception as e:  # a model failure fails these requests, not the service
+            except Exception as e:  # a failure fails these requests, not the service
+                if len(jobs) == 1:
+                    if not jobs[0].future.done():
+                        jobs[0].future.set_exception(e)
+                    continue
+                # one bad request must not fail the others that happened to share its micro-batch
                 for j in jobs:
-                    if not j.future.done():
-                        j.future.set_exception(e)
+                    try:
+                        part = await loop.run_in_executor(self._executor, self.tagger.predict_proba, j.texts, j.targets, self.batch_size)
+                    except Exception as job_error:
+                        if not j.future.done():
+                            j.future.set_exception(job_error)
+                    else:
+                        if not j.future.done():
+                            j.future.set_result(part)
                 continue
             self.last_success = time.time()
             if self.on_batch:

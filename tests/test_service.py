@@ -60,6 +60,7 @@ def test_tasks_subset_and_unknown_task(client):
     "body, code, field",
     [
         ({"quotes": [{"text": "   "}]}, "invalid_quote", "quotes.0.text"),
+        ({"quotes": [{"text": "ok"}, {"text": "\x1c\x1f "}]}, "invalid_quote", "quotes.1.text"),  # found by schemathesis
         ({"quotes": [{"text": ""}]}, "invalid_quote", "quotes.0.text"),
         ({"quotes": []}, "invalid_request", "quotes"),
         ({"quotes": [{"text": 5}]}, "invalid_request", "quotes.0.text"),
@@ -179,3 +180,22 @@ def test_slow_prediction_times_out_with_504(tiny, live_server_factory):
     url = live_server_factory(SlowTagger(tiny, 1.5), ServiceSettings(request_timeout_s=0.3))
     r = httpx.post(url + "/v1/predict", json={"quotes": [{"text": "A quote."}]}, timeout=30)
     assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+
+
+def test_a_failing_request_does_not_fail_its_micro_batch(tiny):
+    import asyncio
+
+    from diplotag.serve.batcher import MicroBatcher
+
+    async def go():
+        b = MicroBatcher(tiny, batch_size=64, wait_ms=50)
+        await b.start()
+        try:
+            good = b.predict(["We welcome the accord."], [None])
+            bad = b.predict(["\x1c"], [None])  # rejected by the model's own input check
+            return await asyncio.gather(good, bad, return_exceptions=True)
+        finally:
+            await b.stop()
+
+    ok, err = asyncio.run(go())
+    assert ok.probs["tone"].shape == (1, 5) and isinstance(err, ValueError)
