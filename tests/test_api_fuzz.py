@@ -1,5 +1,7 @@
 """API fuzzing from the OpenAPI schema (schemathesis) against the live app: no 5xx, responses match the schema."""
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +17,7 @@ def test_every_endpoint_conforms_to_its_schema(live_server):
     for op in operations:
         count = 0
 
-        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=int(os.environ.get("DIPLOTAG_FUZZ_EXAMPLES", "30")), deadline=None, suppress_health_check=list(HealthCheck), database=None)
         @given(case=op.as_strategy())
         def check(case):
             nonlocal count
