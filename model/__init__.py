@@ -16,6 +16,7 @@ __all__ = [
     "default_model_dir",
     "load_model",
     "load_onnx_tagger",
+    "load_tagger",
     "save_model",
 ]
 _LAZY = {
@@ -23,6 +24,7 @@ _LAZY = {
     "build_model": "diplotag.model.storage",
     "load_model": "diplotag.model.storage",
     "load_onnx_tagger": "diplotag.model.onnx_backend",
+    "load_tagger": "diplotag.model.backends",
     "save_model": "diplotag.model.storage",
     "QuotePrediction": "diplotag.model.tagger",
     "QuoteTagger": "diplotag.model.tagger",

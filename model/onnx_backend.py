@@ -292,6 +292,11 @@ class OnnxTagger(QuoteTagger):
         self.temperatures = {t: 1.0 for t in schema.task_names} | dict(temperatures or {})
         self.metadata = metadata or {}
         self.source = source
+        self.bf16 = False
+
+    @property
+    def backend(self) -> str:
+        return str(self.metadata["backend"])
 
     def logits(self, batch: EncodedBatch) -> dict[str, np.ndarray]:
         return self.runner.logits(batch)

@@ -255,18 +255,9 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if settings.backend == "torch":
-            import torch
+        from diplotag.model.backends import load_tagger
 
-            from diplotag.model import load_model
-
-            if settings.threads:
-                torch.set_num_threads(settings.threads)
-            load = partial(load_model, settings.model)
-        else:
-            from diplotag.model.onnx_backend import load_onnx_tagger
-
-            load = partial(load_onnx_tagger, settings.model, settings.backend, settings.threads or None)
+        load = partial(load_tagger, settings.model, settings.backend, settings.threads or None)
         model = tagger or await asyncio.to_thread(load)
         batcher = MicroBatcher(model, settings.batch_size, settings.batch_wait_ms, settings.queue_quotes,
                                on_batch=lambda n, s: (metrics.batch_size.observe(n), metrics.batch_seconds.observe(s)))

@@ -19,19 +19,10 @@ from diplotag.model.tagger import BatchProbabilities
 class _TaggerActor:
     """Ray Data callable class: the model is loaded once per actor."""
 
-    def __init__(self, model_dir: str, batch_size: int, threads: int, backend: str = "torch"):
-        if backend == "torch":
-            import torch
+    def __init__(self, model_dir: str, batch_size: int, threads: int, backend: str = "auto"):
+        from diplotag.model.backends import load_tagger
 
-            from diplotag.model import load_model
-
-            if threads:
-                torch.set_num_threads(threads)
-            self.tagger = load_model(model_dir)
-        else:
-            from diplotag.model.onnx_backend import load_onnx_tagger
-
-            self.tagger = load_onnx_tagger(model_dir, backend, threads or None)
+        self.tagger = load_tagger(model_dir, backend, threads or None)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -52,7 +43,7 @@ def ray_predictor(
     actors: int = 2,
     batch_size: int = 32,
     threads_per_actor: int = 1,
-    backend: str = "torch",
+    backend: str = "auto",
 ) -> Callable[[list[str], list[str | None]], BatchProbabilities]:
     """A `predict(texts, targets)` that runs on a Ray Data actor pool; starts or joins Ray."""
     import ray

@@ -309,7 +309,8 @@ def score_file(
             raise ScoringError(f"{out_path.parent}: output folder is not writable")
     staging = Path(f"{output}.partial") if out_path else None
     state_path = Path(f"{output}.progress.json") if out_path else None
-    model_version = str(tagger.metadata.get("model_version", ""))
+    # the backend too: bf16 or int8 probabilities differ in the last digits, so a resumed file stays one backend's
+    model_version = f'{tagger.metadata.get("model_version", "")}|{getattr(tagger, "backend", "torch")}'
     fingerprint = input_fingerprint([p for p in inputs if p != "-"], opts, model_version) if out_path else ""
 
     skip = 0

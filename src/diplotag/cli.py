@@ -27,13 +27,13 @@ ModelOpt = Annotated[
 ]
 
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8")  # as diplotag.model.backends (which imports nothing heavy either)
 BackendOpt = Annotated[
     str,
     typer.Option(
         "--backend",
-        help="torch, onnx or onnx-int8 (ONNX Runtime: no torch at run time; exported into the model folder, or "
-        "~/.cache/diplotag if it is read-only, on first use).",
+        help="auto (torch-bf16 on CPUs with AMX, else torch), torch, torch-bf16, onnx or onnx-int8 (ONNX Runtime: "
+        "no torch at run time; exported into the model folder, or ~/.cache/diplotag if it is read-only, on first use).",
         envvar="DIPLOTAG_BACKEND",
     ),
 ]
@@ -48,15 +48,10 @@ def _load(model: Path | None, backend: str = "torch"):
     if backend not in BACKENDS:
         fail(f"--backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
     from diplotag.model import ModelLoadError
+    from diplotag.model.backends import load_tagger
 
     try:
-        if backend == "torch":
-            from diplotag.model import load_model
-
-            return load_model(model)
-        from diplotag.model.onnx_backend import load_onnx_tagger
-
-        return load_onnx_tagger(model, backend)
+        return load_tagger(model, backend)
     except ModelLoadError as e:
         fail(str(e))
     except ImportError as e:  # only the ONNX backends have optional imports
@@ -120,7 +115,7 @@ def score(
     engine: Annotated[str, typer.Option(help="local, or ray (Ray Data actor pool; pip install 'diplotag[ray]').")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="With --engine ray: join this cluster (default: start local Ray).")] = None,
     ray_actors: Annotated[int, typer.Option(min=1, help="With --engine ray: actors in the pool.")] = 2,
-    backend: BackendOpt = "torch",
+    backend: BackendOpt = "auto",
 ) -> None:
     """Score quote files: one output row per quote with every task's label and probabilities.
 
@@ -350,7 +345,7 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="Bind address (default 127.0.0.1; env DIPLOTAG_HOST).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port (default 8000; env DIPLOTAG_PORT).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes, each with its own model (env DIPLOTAG_WORKERS).")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="torch, onnx or onnx-int8 (env DIPLOTAG_BACKEND).")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="auto, torch, torch-bf16, onnx or onnx-int8 (default auto; env DIPLOTAG_BACKEND).")] = None,
 ) -> None:
     """Run the HTTP prediction service (uvicorn). Every setting also reads DIPLOTAG_* environment variables."""
     import os

@@ -1,0 +1,85 @@
+"""Backend choice: `auto` resolution, the bf16 torch backend, one loader for every caller."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from diplotag.cli import app
+from diplotag.model import backends, load_model
+from diplotag.model.backends import BACKENDS, load_tagger, resolve_backend
+from tests.conftest import make_tiny_tagger
+
+QUOTES = [
+    "We condemn the shelling of the port in the strongest possible terms.",
+    "The talks were constructive.",
+    "Any further provocation will be met with a firm response.",
+    "We welcome the agreement and stand ready to support its implementation.",
+    "The minister met her counterpart on Tuesday to discuss trade, energy and the situation at the border.",
+    "We are deeply concerned by the reports of civilian casualties.",
+]
+TARGETS = ["the shelling", None, None, "the agreement", "trade", None]
+
+
+def test_auto_picks_bf16_only_where_the_cpu_has_amx(monkeypatch):
+    monkeypatch.setattr(backends.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx512f", "amx_bf16", "amx_tile"}))
+    assert resolve_backend("auto") == "torch-bf16"
+    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
+    assert resolve_backend("auto") == "torch"
+    for name in BACKENDS[1:]:
+        assert resolve_backend(name) == name
+    with pytest.raises(ValueError, match=r"backend must be one of auto, torch, torch-bf16, onnx, onnx-int8; got 'gpu'"):
+        resolve_backend("gpu")
+
+
+def test_bf16_keeps_labels_and_is_close_to_fp32(schema, tokenizer_file):
+    fp32 = make_tiny_tagger(schema, tokenizer_file, seed=3)
+    bf16 = make_tiny_tagger(schema, tokenizer_file, seed=3).use_bf16()
+    assert (fp32.backend, bf16.backend) == ("torch", "torch-bf16")
+    want = fp32.predict_proba(QUOTES, TARGETS).probs
+    got = bf16.predict_proba(QUOTES, TARGETS).probs
+    for task in schema.task_names:
+        assert got[task].dtype == np.float32
+        np.testing.assert_allclose(got[task].sum(axis=1), 1.0, atol=1e-5)
+        # bf16 keeps 8 bits of mantissa: probabilities move in the second or third decimal
+        assert np.abs(got[task] - want[task]).max() < 0.05
+    # batch composition moves bf16 results only by rounding, never the shape or order
+    one = {t: np.concatenate([bf16.predict_proba([q], [g]).probs[t] for q, g in zip(QUOTES, TARGETS)]) for t in schema.task_names}
+    for task in schema.task_names:
+        assert np.abs(one[task] - got[task]).max() < 0.02
+    assert bf16.embed(QUOTES).dtype == np.float32
+
+
+def test_a_bf16_model_refuses_to_save(schema, tokenizer_file, tmp_path):
+    tagger = make_tiny_tagger(schema, tokenizer_file).use_bf16()
+    with pytest.raises(ValueError, match="cannot be saved.*load it again"):
+        tagger.save(tmp_path / "m")
+
+
+@pytest.mark.parametrize("backend", ["torch", "torch-bf16", "onnx"])
+def test_load_tagger_gives_every_backend_the_same_interface(tiny_model_dir, backend):
+    tagger = load_tagger(tiny_model_dir, backend)
+    assert tagger.backend == backend
+    assert tagger.describe()["backend"] == backend
+    reference = load_model(tiny_model_dir).predict(QUOTES, TARGETS)
+    got = tagger.predict(QUOTES, TARGETS)
+    assert [sorted(p.tasks) for p in got] == [sorted(p.tasks) for p in reference]
+    for a, b in zip(got, reference):
+        for task in a.tasks:
+            assert list(a[task].probs) == list(b[task].probs)
+            assert max(abs(a[task].probs[k] - b[task].probs[k]) for k in a[task].probs) < 0.05
+
+
+def test_score_takes_a_backend_and_refuses_an_unknown_one(tiny_model_dir, tmp_path):
+    src = tmp_path / "q.txt"
+    src.write_text("\n".join(QUOTES) + "\n", encoding="utf-8")
+    runner = CliRunner()
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["score", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--backend", "torch-bf16"])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == len(QUOTES)
+    result = runner.invoke(app, ["score", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--backend", "cuda"])
+    assert result.exit_code != 0
+    assert "--backend must be one of auto, torch, torch-bf16, onnx, onnx-int8" in result.output
