@@ -61,9 +61,10 @@ def rss_mb(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, model: str, workers: int = 1, env: dict | None = None):
+    def __init__(self, model: str, workers: int = 1, env: dict | None = None, backend: str = "auto"):
         self.port = free_port()
-        cmd = [sys.executable, "-m", "diplotag", "serve", "--port", str(self.port), "--workers", str(workers)]
+        cmd = [sys.executable, "-m", "diplotag", "serve", "--port", str(self.port), "--workers", str(workers),
+               "--backend", backend]
         if model != "default":
             cmd += ["--model", model]
         self.proc = subprocess.Popen(cmd, env={**os.environ, **(env or {}), "DIPLOTAG_LOG_LEVEL": "warning"},
@@ -166,16 +167,18 @@ def main() -> int:
     p.add_argument("--model", default="default")
     p.add_argument("--clients", default="1,8,32")
     p.add_argument("--requests", type=int, default=2000, help="requests per concurrency level")
+    p.add_argument("--backend", default="auto", help="the service's backend")
+    p.add_argument("--quotes-per-request", type=int, default=1)
     p.add_argument("--out", default=str(HERE / "results" / "http.json"))
     a = p.parse_args()
-    server = Server(a.model)
+    server = Server(a.model, backend=a.backend)
     try:
         for _ in range(50):  # warm-up
             httpx.post(server.url + "/v1/predict", json={"quotes": [{"text": QUOTES[0]}]}, timeout=30)
-        levels = [run_level(server, int(c), a.requests) for c in a.clients.split(",")]
+        levels = [run_level(server, int(c), a.requests, a.quotes_per_request) for c in a.clients.split(",")]
     finally:
         code = server.stop()
-    result = {"model": a.model, "levels": levels, "server_exit_code_after_sigterm": code}
+    result = {"model": a.model, "backend": a.backend, "levels": levels, "server_exit_code_after_sigterm": code}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     for lv in levels:

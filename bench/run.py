@@ -1,16 +1,27 @@
-"""Run the benchmarks side by side in one run and write bench/results/*.json and bench/results/README.md.
+"""Every benchmark, side by side in one run: writes bench/results/*.json and bench/results/README.md.
 
-    python bench/run.py                       # everything, default model, 10,000 quotes, 3 repeats
-    python bench/run.py --only scoring --quotes 2000 --repeats 1
+    python bench/run.py                            # everything: default model, 10,000 quotes, 3 repeats
+    python bench/run.py --only scoring,limit --quotes 2000 --repeats 1
 
-These machines are shared and noisy: compare the ratios measured in the same run, not absolute numbers
-across runs. Each workload runs in its own process, so peak RSS is that workload's own.
+Benchmarks (--only takes any of them, comma-separated):
+  scoring   quotes/s and peak RSS of `diplotag score` on each backend vs transformers' pipeline once per task
+  quality   macro-F1 per task on the corpus test split for each backend, label agreement with torch fp32
+  training  training examples/s for configs/default.yaml (fp32, and bf16 autocast)
+  limit     FLOPs per quote at the measured token length, the machine's matmul GFLOP/s per precision, and
+            achieved/limit for each backend (needs scoring in the same run)
+  http      latency and throughput at 1, 8 and 32 clients against `diplotag serve` (bench/http_load.py), with
+            the ratio to offline scoring on the same backend (needs scoring in the same run)
+
+These machines are shared and noisy: compare ratios measured in the same run, not absolute numbers across
+runs. Workloads run in their own processes (peak RSS is each one's own), interleaved across repeats so drift
+in machine load hits all of them alike; tables give medians and (min-max).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -21,6 +32,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
+BENCHMARKS = ("scoring", "quality", "training", "limit", "http")
+BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
+# which measured matmul rate bounds each backend
+PRECISION = {"torch": "torch fp32", "torch-bf16": "torch bf16", "onnx": "onnxruntime fp32", "onnx-int8": "onnxruntime int8"}
 
 
 def make_quotes(n: int, path: Path) -> Path:
@@ -36,62 +51,186 @@ def make_quotes(n: int, path: Path) -> Path:
 
 
 def child(args: list[str]) -> dict:
+    print(f"  ... {' '.join(args[:3])}", file=sys.stderr, flush=True)
     proc = subprocess.run([sys.executable, str(HERE / "workloads.py"), *args], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"workload {args} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
 def summarise(runs: list[dict]) -> dict:
-    qps = [r["quotes_per_second"] for r in runs]
     return {
         "workload": runs[0]["workload"],
         "quotes": runs[0]["quotes"],
-        "quotes_per_second_median": statistics.median(qps),
-        "quotes_per_second_min": min(qps),
-        "quotes_per_second_max": max(qps),
-        "peak_rss_mb_median": statistics.median(r["peak_rss_mb"] for r in runs),
-        "load_seconds_median": statistics.median(r["load_seconds"] for r in runs),
+        "quotes_per_second": spread([r["quotes_per_second"] for r in runs]),
+        "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
+        "load_seconds": statistics.median(r["load_seconds"] for r in runs),
         "runs": runs,
     }
 
 
-def bench_scoring(model: str, quotes: int, repeats: int) -> dict:
+def export_onnx(model: str) -> None:
+    """Make the ONNX exports before timing, so no workload counts an export as load time. In a child process:
+    on Linux a child inherits its parent's peak RSS across exec, so this process must stay small."""
+    subprocess.run([sys.executable, "-m", "diplotag", "export", *([] if model == "default" else [model])], check=True)
+
+
+def bench_scoring(model: str, quotes: int, repeats: int, backends: list[str]) -> dict:
     path = make_quotes(quotes, RESULTS / "tmp" / "quotes.jsonl")
-    # interleave the workloads so drift in machine load hits all of them alike
-    runs: dict[str, list[dict]] = {"diplotag": [], "pipeline_b32": [], "pipeline_b1": []}
+    if any(b.startswith("onnx") for b in backends):
+        export_onnx(model)
+    runs: dict[str, list[dict]] = {b: [] for b in backends} | {"pipeline_b32": [], "pipeline_b1": []}
     for _ in range(repeats):
-        runs["diplotag"].append(child(["score", model, str(path)]))
+        for backend in backends:
+            runs[backend].append(child(["score", model, str(path), "--backend", backend]))
         runs["pipeline_b32"].append(child(["pipeline", model, str(path), "--batch-size", "32"]))
     # the pipeline's default batch size is 1: far slower, so measured on a tenth of the quotes, once
     small = make_quotes(max(quotes // 10, 100), RESULTS / "tmp" / "quotes_small.jsonl")
     runs["pipeline_b1"].append(child(["pipeline", model, str(small), "--batch-size", "1"]))
-    out = {name: summarise(r) for name, r in runs.items()}
-    base = out["diplotag"]["quotes_per_second_median"]
-    out["ratios"] = {
-        "diplotag_vs_pipeline_b32": base / out["pipeline_b32"]["quotes_per_second_median"],
-        "diplotag_vs_pipeline_b1": base / out["pipeline_b1"]["quotes_per_second_median"],
-        # per-run ratios from adjacent runs: the honest spread on a noisy machine
-        "per_run_vs_pipeline_b32": [a["quotes_per_second"] / b["quotes_per_second"] for a, b in zip(runs["diplotag"], runs["pipeline_b32"])],
-    }
+    out: dict = {"workloads": {name: summarise(r) for name, r in runs.items()}, "ratios": {}}
+    for backend in backends:
+        mine, pipe = runs[backend], runs["pipeline_b32"]
+        # per adjacent pair of runs: the honest spread on a noisy machine
+        pairs = [a["quotes_per_second"] / b["quotes_per_second"] for a, b in zip(mine, pipe)]
+        torch_pairs = [a["quotes_per_second"] / b["quotes_per_second"] for a, b in zip(mine, runs.get("torch", mine))]
+        out["ratios"][backend] = {
+            "vs_pipeline_b32": spread(pairs),
+            "vs_pipeline_b1": out["workloads"][backend]["quotes_per_second"]["median"]
+            / out["workloads"]["pipeline_b1"]["quotes_per_second"]["median"],
+            "vs_torch": spread(torch_pairs),
+        }
     return out
 
 
+def bench_quality(model: str, backends: list[str]) -> dict:
+    if any(b.startswith("onnx") for b in backends):
+        export_onnx(model)
+    return child(["quality", model, str(ROOT / "data" / "corpus.jsonl"), "--backends", ",".join(backends)])
+
+
+def bench_training(repeats: int) -> dict:
+    config = str(ROOT / "configs" / "default.yaml")
+    runs: dict[str, list[dict]] = {"fp32": [], "bf16": []}
+    for _ in range(repeats):
+        runs["fp32"].append(child(["train", config, "--steps", "40"]))
+        runs["bf16"].append(child(["train", config, "--steps", "40", "--bf16"]))
+    out = {name: {"workload": r[0]["workload"], "examples_per_second": spread([x["examples_per_second"] for x in r]),
+                  "rows_per_epoch": r[0]["rows_per_epoch"], "runs": r} for name, r in runs.items()}
+    for name, entry in out.items():
+        entry["seconds_per_epoch"] = entry["rows_per_epoch"] / entry["examples_per_second"]["median"]
+    return out
+
+
+def bench_limit(model: str, scoring: dict | None) -> dict:
+    out = child(["limit", model, str(RESULTS / "tmp" / "quotes.jsonl")])
+    peak = {name: max(rates.values()) for name, rates in out["matmul_gflops"].items()}
+    out["limit_gflops"] = peak
+    out["achieved"] = {}
+    for backend, precision in PRECISION.items():
+        if not scoring or backend not in scoring["workloads"]:
+            continue
+        qps = scoring["workloads"][backend]["quotes_per_second"]["median"]
+        achieved = qps * out["flops_per_quote"] / 1e9
+        out["achieved"][backend] = {"quotes_per_second": qps, "gflops": achieved, "precision": precision,
+                                    "limit_gflops": peak[precision], "fraction_of_limit": achieved / peak[precision],
+                                    "quotes_per_second_at_limit": peak[precision] * 1e9 / out["flops_per_quote"]}
+    return out
+
+
+def bench_http(model: str, backend: str, requests: int, scoring: dict | None) -> dict:
+    out_path = RESULTS / "tmp" / "http.json"
+    print(f"  ... http_load ({backend})", file=sys.stderr, flush=True)
+    cmd = [sys.executable, str(HERE / "http_load.py"), "--model", model, "--backend", backend, "--clients", "1,8,32",
+           "--requests", str(requests), "--out", str(out_path)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = json.loads(out_path.read_text())
+    out["backend"] = backend
+    if scoring and backend in scoring["workloads"]:
+        offline = scoring["workloads"][backend]["quotes_per_second"]["median"]
+        out["offline_quotes_per_second"] = offline
+        for level in out["levels"]:
+            level["fraction_of_offline"] = level["throughput_quotes_per_second"] / offline
+    return out
+
+
+def _q(s: dict) -> str:
+    return f"{s['median']:.0f} ({s['min']:.0f}-{s['max']:.0f})"
+
+
 def write_table(results: dict) -> Path:
-    lines = ["# Benchmark results", "", f"Machine: {results['machine']}; run at {results['time']}; "
-             f"{results['repeats']} repeats, medians (min-max).", ""]
+    lines = ["# Benchmark results", "",
+             f"`python bench/run.py` on {results['machine']}, {results['time']}; {results['repeats']} repeats, "
+             "medians (min-max). Shared machine: compare ratios within this run.", ""]
     if "scoring" in results:
         s = results["scoring"]
-        lines += ["## Batch scoring", "", f"{s['diplotag']['quotes']:,} quotes, model `{results['model']}`.", "",
-                  "| workload | quotes/s | peak RSS (MB) | model load (s) |", "| --- | --- | --- | --- |"]
-        for key in ("diplotag", "pipeline_b32", "pipeline_b1"):
-            w = s[key]
-            lines.append(f"| {w['workload']} | {w['quotes_per_second_median']:.0f} ({w['quotes_per_second_min']:.0f}-"
-                         f"{w['quotes_per_second_max']:.0f}) | {w['peak_rss_mb_median']:.0f} | {w['load_seconds_median']:.1f} |")
-        r = s["ratios"]
-        lines += ["", f"diplotag / pipeline (batch 32): **{r['diplotag_vs_pipeline_b32']:.2f}x** "
-                  f"(per run: {', '.join(f'{x:.2f}' for x in r['per_run_vs_pipeline_b32'])}); "
-                  f"/ pipeline at its default batch size 1: **{r['diplotag_vs_pipeline_b1']:.2f}x**.", ""]
+        w = s["workloads"]
+        first = next(iter(w.values()))
+        lines += ["## Batch scoring", "", f"{first['quotes']:,} corpus quotes, model `{results['model']}`.", "",
+                  "| workload | quotes/s | vs pipeline (batch 32) | vs torch | peak RSS (MB) | load (s) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for key, entry in w.items():
+            r = s["ratios"].get(key)
+            lines.append(f"| {entry['workload']} | {_q(entry['quotes_per_second'])} | "
+                         + (f"**{r['vs_pipeline_b32']['median']:.2f}x** ({r['vs_pipeline_b32']['min']:.2f}-{r['vs_pipeline_b32']['max']:.2f}) | "
+                            f"{r['vs_torch']['median']:.2f}x |" if r else " | |")
+                         + f" {entry['peak_rss_mb']:.0f} | {entry['load_seconds']:.1f} |")
+        lines += ["", "Ratios are per adjacent pair of runs (median, min-max). Against the pipeline at its default "
+                  "batch size 1: " + ", ".join(f"{b} {r['vs_pipeline_b1']:.1f}x" for b, r in s["ratios"].items()) + ".", ""]
+    if "quality" in results:
+        q = results["quality"]
+        tasks = list(next(iter(q["backends"].values())))
+        lines += ["## Quality per backend", "", f"Corpus {q['split']} split, {q['quotes']} quotes: macro-F1, and label "
+                  "agreement with torch fp32 / largest probability difference.", "",
+                  "| backend | " + " | ".join(f"{t} macro-F1 | {t} agreement" for t in tasks) + " |",
+                  "| --- |" + " --- | --- |" * len(tasks)]
+        for backend, entry in q["backends"].items():
+            cells = []
+            for t in tasks:
+                e = entry[t]
+                agree = f"{e['agreement_with_torch']:.1%} / {e['max_prob_diff']:.3f}" if "agreement_with_torch" in e else "-"
+                cells += [f"{e['macro_f1']:.3f}", agree]
+            lines.append(f"| {backend} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if "training" in results:
+        t = results["training"]
+        lines += ["## Training", "", "`configs/default.yaml` (frozen embeddings and bottom 2 layers, batch 16, AdamW), "
+                  "forward + backward + optimizer step:", "", "| precision | examples/s | one epoch |", "| --- | --- | --- |"]
+        for entry in t.values():
+            lines.append(f"| {entry['workload']} | {_q(entry['examples_per_second'])} | "
+                         f"{entry['seconds_per_epoch']:.0f} s ({entry['rows_per_epoch']:,} rows) |")
+        lines.append("")
+    if "limit" in results:
+        lm = results["limit"]
+        lines += ["## How close to the limit", "",
+                  f"Mean quote length {lm['mean_tokens']:.1f} tokens: {lm['gflops_per_quote']:.3f} GFLOP per quote "
+                  "(matrix products only). Matmul GFLOP/s measured in this run (model shapes at batch 32, and 2048^3):", "",
+                  "| engine | " + " | ".join(lm["matmul_gflops"]["torch fp32"]) + " |",
+                  "| --- |" + " --- |" * len(lm["matmul_gflops"]["torch fp32"])]
+        for name, rates in lm["matmul_gflops"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{v:.0f}" for v in rates.values()) + " |")
+        lines += ["", "| backend | achieved GFLOP/s | limit (best matmul rate) | achieved / limit | quotes/s at the limit |",
+                  "| --- | --- | --- | --- | --- |"]
+        for backend, a in lm["achieved"].items():
+            lines.append(f"| {backend} | {a['gflops']:.0f} | {a['limit_gflops']:.0f} ({a['precision']}) | "
+                         f"**{a['fraction_of_limit']:.0%}** | {a['quotes_per_second_at_limit']:.0f} |")
+        lines.append("")
+    if "http" in results:
+        h = results["http"]
+        lines += ["## HTTP service", "", f"`diplotag serve` (backend {h['backend']}, one worker), single-quote "
+                  "`/v1/predict` requests from an async client on the same cores:", "",
+                  "| clients | p50 ms | p95 ms | p99 ms | quotes/s | share of offline | statuses | server peak RSS (MB) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for lv in h["levels"]:
+            frac = f"{lv['fraction_of_offline']:.0%}" if "fraction_of_offline" in lv else "-"
+            lines.append(f"| {lv['clients']} | {lv['p50_ms']:.1f} | {lv['p95_ms']:.1f} | {lv['p99_ms']:.1f} | "
+                         f"{lv['throughput_quotes_per_second']:.0f} | {frac} | {lv['statuses']} | {lv['rss_peak_mb']:.0f} |")
+        if "offline_quotes_per_second" in h:
+            lines.append(f"\nOffline `diplotag score` on the same backend in this run: {h['offline_quotes_per_second']:.0f} quotes/s.")
+        lines.append("")
     path = RESULTS / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -102,17 +241,43 @@ def main() -> int:
     p.add_argument("--model", default="default", help="model folder or 'default'")
     p.add_argument("--quotes", type=int, default=10_000)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--only", default="scoring", help="comma-separated: scoring")
+    p.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated, from: {', '.join(BENCHMARKS)}")
+    p.add_argument("--backends", default=",".join(BACKENDS), help="backends for scoring and quality")
+    p.add_argument("--http-backend", default="auto", help="backend the service runs on (default: auto)")
+    p.add_argument("--http-requests", type=int, default=2000, help="requests per concurrency level")
     a = p.parse_args()
+    only = a.only.split(",")
+    unknown = set(only) - set(BENCHMARKS)
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    backends = a.backends.split(",")
     (RESULTS / "tmp").mkdir(parents=True, exist_ok=True)
-    results: dict = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {__import__('os').cpu_count()} cores",
-                     "time": time.strftime("%Y-%m-%d %H:%M"), "repeats": a.repeats, "model": a.model}
-    for name in a.only.split(","):
+    from diplotag.model.backends import cpu_flags, resolve_backend
+
+    flags = sorted(f for f in cpu_flags() if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx2")))
+    results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores ({', '.join(flags) or 'no flags read'})",
+                     "time": time.strftime("%Y-%m-%d %H:%M"), "repeats": a.repeats, "model": a.model,
+                     "auto_backend": resolve_backend("auto")}
+    started = time.time()
+    for name in BENCHMARKS:  # fixed order: limit and http read the scoring results
+        if name not in only:
+            continue
+        print(f"[{time.time() - started:5.0f}s] {name}", file=sys.stderr, flush=True)
         if name == "scoring":
-            results["scoring"] = bench_scoring(a.model, a.quotes, a.repeats)
-            (RESULTS / "scoring.json").write_text(json.dumps(results["scoring"], indent=2) + "\n")
-        else:
-            raise SystemExit(f"unknown benchmark {name!r}")
+            results[name] = bench_scoring(a.model, a.quotes, a.repeats, backends)
+        elif name == "quality":
+            results[name] = bench_quality(a.model, backends)
+        elif name == "training":
+            results[name] = bench_training(a.repeats)
+        elif name == "limit":
+            if not (RESULTS / "tmp" / "quotes.jsonl").exists():
+                make_quotes(a.quotes, RESULTS / "tmp" / "quotes.jsonl")
+            results[name] = bench_limit(a.model, results.get("scoring"))
+        elif name == "http":
+            http_backend = resolve_backend(a.http_backend)
+            results[name] = bench_http(a.model, http_backend, a.http_requests, results.get("scoring"))
+        (RESULTS / f"{name}.json").write_text(json.dumps(results[name], indent=2) + "\n")
+    (RESULTS / "run.json").write_text(json.dumps({k: v for k, v in results.items() if k not in BENCHMARKS}, indent=2) + "\n")
     print(write_table(results).read_text())
     return 0
 

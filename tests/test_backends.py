@@ -83,3 +83,20 @@ def test_score_takes_a_backend_and_refuses_an_unknown_one(tiny_model_dir, tmp_pa
     result = runner.invoke(app, ["score", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--backend", "cuda"])
     assert result.exit_code != 0
     assert "--backend must be one of auto, torch, torch-bf16, onnx, onnx-int8" in result.output
+
+
+def test_export_makes_both_onnx_files_once(tiny_model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    for name in ("model.onnx", "model.int8.onnx"):
+        (folder / name).unlink(missing_ok=True)
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (folder / "model.onnx").is_file() and (folder / "model.int8.onnx").is_file()
+    assert "onnx-int8:" in result.output
+    result = runner.invoke(app, ["export", str(folder), "--backend", "torch-bf16"])
+    assert result.exit_code == 1
+    assert "--backend must be onnx or onnx-int8 (got 'torch-bf16')" in result.output

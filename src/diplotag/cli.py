@@ -168,6 +168,31 @@ def score(
             fail(f"{summary.rejected} row(s) rejected (allowed: {max_rejects}); see {summary.rejects_file}")
 
 
+@app.command()
+def export(
+    model: Annotated[Optional[Path], typer.Argument(help="Model folder (default: the bundled model).")] = None,
+    backend: Annotated[list[str], typer.Option("--backend", help="onnx and/or onnx-int8 (repeatable; default both).")] = [],
+) -> None:
+    """Make the ONNX Runtime exports of a model now (otherwise made on first use): into the model folder, or
+    ~/.cache/diplotag when it is read-only, with a hash of the weights so a stale export is never used."""
+    from diplotag.model import ModelLoadError
+
+    wanted = backend or ["onnx", "onnx-int8"]
+    bad = [b for b in wanted if b not in ("onnx", "onnx-int8")]
+    if bad:
+        fail(f"--backend must be onnx or onnx-int8 (got {', '.join(map(repr, bad))}); torch backends need no export")
+    try:
+        from diplotag.model.onnx_backend import get_or_export
+
+        for name in wanted:
+            path = get_or_export(model, name)
+            print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    except ModelLoadError as e:
+        fail(str(e))
+    except ImportError as e:
+        fail(f"exporting needs onnx, onnxscript and onnxruntime ({e})")
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train(
     ctx: typer.Context,
