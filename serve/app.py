@@ -187,6 +187,19 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class Envelope:
+    """Runs `handler(scope, receive, send, app)` around each HTTP request; other scopes pass straight through."""
+
+    def __init__(self, app: ASGIApp, handler: Any):
+        self.app, self.handler = app, handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.handler(scope, receive, send, self.app)
+
+
 class _TooLarge(Exception):
     pass
 
@@ -210,11 +223,11 @@ def configure_logging(level: str) -> None:
     root.propagate = False
 
 
-def get_tagger(request: Request) -> QuoteTagger:
+async def get_tagger(request: Request) -> QuoteTagger:  # async: a sync dependency costs a thread hop per request
     return request.app.state.tagger
 
 
-def get_batcher(request: Request) -> MicroBatcher:
+async def get_batcher(request: Request) -> MicroBatcher:
     return request.app.state.batcher
 
 
@@ -229,6 +242,7 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
     """Build the app. Settings come from DIPLOTAG_* environment variables unless given; the model is loaded in
     `lifespan` (once per worker process) unless a tagger is passed (tests)."""
     settings = settings or ServiceSettings()
+    import os, sys; sys.setswitchinterval(float(os.environ.get("X_SWITCH", "0.005")))  # EXPERIMENT
     configure_logging(settings.log_level)
     # The request models list the model's own tasks, so /docs and /openapi.json document exactly what this
     # deployment accepts (labels.json is read here; the weights are loaded in lifespan).
@@ -290,39 +304,61 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
 
     # -- middleware: request id, content type, metrics, structured access log --
 
-    @app.middleware("http")
-    async def envelope(request: Request, call_next):
+    async def envelope(scope: Scope, receive: Receive, send: Send, inner: ASGIApp) -> None:
+        """Request id, API key, content type, metrics and the access log around every HTTP request. A plain
+        ASGI function, not @app.middleware("http"): that wrapper costs a task and a stream per request."""
+        request = Request(scope)
         rid = request.headers.get("x-request-id", "")
         if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
             rid = str(uuid.uuid4())
         request.state.request_id = rid
-        route = request.url.path if request.url.path in ROUTES else "other"
+        path = scope["path"]
+        route = path if path in ROUTES else "other"
         started = time.perf_counter()
-        if keys and not _public(request.url.path) and not _authorized(request.headers.get("authorization", "")):
+        status = 500
+        response: Response | None = None
+        if keys and not _public(path) and not _authorized(request.headers.get("authorization", "")):
             response = error_response(request, 401, "unauthorized", "missing or invalid API key (Authorization: Bearer <key>)",
                                       headers={"WWW-Authenticate": "Bearer"})
-            return _finish(request, response, route, started)
-        if request.method == "POST" and route in ("/v1/predict", "/v1/extract"):
+        elif scope["method"] == "POST" and route in ("/v1/predict", "/v1/extract"):
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype != "application/json":
                 response = error_response(request, 415, "unsupported_media_type",
                                           f"Content-Type must be application/json, got {ctype or 'none'!r}")
-                return _finish(request, response, route, started)
-        try:
-            response = await call_next(request)
-        except Exception:  # never a stack trace to the client; the log has it, keyed by request id
-            log.exception(json.dumps({"event": "error", "request_id": rid, "path": request.url.path}))
-            response = error_response(request, 500, "internal_error", "internal error; quote the request_id when reporting it")
-        response.headers["X-Request-ID"] = rid
-        return _finish(request, response, route, started)
+        if response is not None:
+            status = response.status_code
+            await response(scope, receive, send)
+            _finish(request, route, status, started)
+            return
+        started_response = False
 
-    def _finish(request: Request, response: Response, route: str, started: float) -> Response:
+        async def send_with_id(message: dict) -> None:
+            nonlocal status, started_response
+            if message["type"] == "http.response.start":
+                started_response = True
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        try:
+            await inner(scope, receive, send_with_id)
+        except Exception:  # never a stack trace to the client; the log has it, keyed by request id
+            log.exception(json.dumps({"event": "error", "request_id": rid, "path": path}))
+            if started_response:
+                raise
+            response = error_response(request, 500, "internal_error", "internal error; quote the request_id when reporting it")
+            status = 500
+            await response(scope, receive, send)
+        _finish(request, route, status, started)
+
+    def _finish(request: Request, route: str, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
-        metrics.requests.labels(route, str(response.status_code)).inc()
+        metrics.requests.labels(route, str(status)).inc()
         metrics.latency.labels(route).observe(elapsed)
-        log.info(json.dumps({"event": "request", "request_id": request.state.request_id, "method": request.method,
-                             "path": request.url.path, "status": response.status_code, "ms": round(elapsed * 1000, 2)}))
-        return response
+        if log.isEnabledFor(logging.INFO):
+            log.info(json.dumps({"event": "request", "request_id": request.state.request_id, "method": request.method,
+                                 "path": request.url.path, "status": status, "ms": round(elapsed * 1000, 2)}))
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError):
@@ -479,6 +515,8 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
+    # added last = outermost: BodyLimit, then CORS (answers preflights, which carry no API key), then Envelope
+    app.add_middleware(Envelope, handler=envelope)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
