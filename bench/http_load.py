@@ -3,8 +3,13 @@
     python bench/http_load.py --model default --clients 1,8,32 --requests 2000
 
 Starts `diplotag serve` on 127.0.0.1, waits for /readyz, then for each concurrency level sends single-quote
-/v1/predict requests (a fixed count, so it always stops by itself) and records latency percentiles, throughput,
-status codes, and the server's RSS over time (growth between the first and last quarter of the run).
+/v1/predict requests and records latency percentiles, throughput, status codes, and the server's RSS over time
+(growth between the first and last quarter of the run).
+
+The load comes from `wrk` (a C load generator; `apt-get install wrk`) when it is on PATH, for --seconds per
+level: client and server share the machine's cores, and a Python client would take most of a core for itself
+(measured: ~2 ms of CPU per request with httpx). Without wrk, or with --client httpx, an async httpx client sends
+a fixed --requests count per level.
 """
 
 from __future__ import annotations
@@ -137,7 +142,27 @@ async def _load(url: str, clients: int, requests: int, quotes_per_request: int, 
     }
 
 
-def run_level(server: Server, clients: int, requests: int, quotes_per_request: int = 1, timeout: float = 60) -> dict:
+def _wrk(url: str, clients: int, seconds: float, quotes_per_request: int, timeout: float) -> dict:
+    cmd = ["wrk", "-t1", f"-c{clients}", f"-d{seconds:.0f}s", f"--timeout={timeout:.0f}s", "-s", str(HERE / "wrk_predict.lua"), url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "QUOTES_PER_REQUEST": str(quotes_per_request)})
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr[-2000:] or proc.stdout[-2000:]}")
+    w = json.loads(line[len("WRK_JSON "):])
+    wall = w["duration_us"] / 1e6
+    ok = w["requests"] - w["non_2xx"]
+    errors = {k: w[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts") if w[k]}
+    return {
+        "client": "wrk", "clients": clients, "requests": w["requests"], "quotes_per_request": quotes_per_request,
+        "seconds": wall, "statuses": {"2xx": ok, "other": w["non_2xx"]}, "transport_errors": sum(errors.values()),
+        "transport_error_kinds": errors, "throughput_quotes_per_second": ok * quotes_per_request / wall,
+        "p50_ms": w["p50_us"] / 1000, "p95_ms": w["p95_us"] / 1000, "p99_ms": w["p99_us"] / 1000, "mean_ms": w["mean_us"] / 1000,
+    }
+
+
+def run_level(server: Server, clients: int, requests: int, quotes_per_request: int = 1, timeout: float = 60,
+              client: str = "httpx", seconds: float = 10) -> dict:
+    """One concurrency level: `requests` requests from httpx, or `seconds` of load from wrk."""
     samples: list[tuple[float, float]] = []
     stop = threading.Event()
 
@@ -149,7 +174,11 @@ def run_level(server: Server, clients: int, requests: int, quotes_per_request: i
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     try:
-        result = asyncio.run(_load(server.url, clients, requests, quotes_per_request, timeout))
+        if client == "wrk":
+            result = _wrk(server.url, clients, seconds, quotes_per_request, timeout)
+        else:
+            result = asyncio.run(_load(server.url, clients, requests, quotes_per_request, timeout))
+            result["client"] = "httpx"
     finally:
         stop.set()
         thread.join()
@@ -166,19 +195,25 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="default")
     p.add_argument("--clients", default="1,8,32")
-    p.add_argument("--requests", type=int, default=2000, help="requests per concurrency level")
+    p.add_argument("--requests", type=int, default=2000, help="requests per concurrency level (httpx client)")
+    p.add_argument("--seconds", type=float, default=10, help="seconds per concurrency level (wrk client)")
+    p.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto", help="auto: wrk if on PATH, else httpx")
     p.add_argument("--backend", default="auto", help="the service's backend")
     p.add_argument("--quotes-per-request", type=int, default=1)
     p.add_argument("--out", default=str(HERE / "results" / "http.json"))
     a = p.parse_args()
+    import shutil
+
+    client = ("wrk" if shutil.which("wrk") else "httpx") if a.client == "auto" else a.client
     server = Server(a.model, backend=a.backend)
     try:
         for _ in range(50):  # warm-up
             httpx.post(server.url + "/v1/predict", json={"quotes": [{"text": QUOTES[0]}]}, timeout=30)
-        levels = [run_level(server, int(c), a.requests, a.quotes_per_request) for c in a.clients.split(",")]
+        levels = [run_level(server, int(c), a.requests, a.quotes_per_request, client=client, seconds=a.seconds)
+                  for c in a.clients.split(",")]
     finally:
         code = server.stop()
-    result = {"model": a.model, "backend": a.backend, "levels": levels, "server_exit_code_after_sigterm": code}
+    result = {"model": a.model, "backend": a.backend, "client": client, "levels": levels, "server_exit_code_after_sigterm": code}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     for lv in levels:

@@ -141,11 +141,11 @@ def bench_limit(model: str, scoring: dict | None) -> dict:
     return out
 
 
-def bench_http(model: str, backend: str, requests: int, scoring: dict | None) -> dict:
+def bench_http(model: str, backend: str, requests: int, seconds: float, scoring: dict | None) -> dict:
     out_path = RESULTS / "tmp" / "http.json"
     print(f"  ... http_load ({backend})", file=sys.stderr, flush=True)
     cmd = [sys.executable, str(HERE / "http_load.py"), "--model", model, "--backend", backend, "--clients", "1,8,32",
-           "--requests", str(requests), "--out", str(out_path)]
+           "--requests", str(requests), "--seconds", str(seconds), "--out", str(out_path)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     out = json.loads(out_path.read_text())
     out["backend"] = backend
@@ -220,8 +220,10 @@ def write_table(results: dict) -> Path:
         lines.append("")
     if "http" in results:
         h = results["http"]
-        lines += ["## HTTP service", "", f"`diplotag serve` (backend {h['backend']}, one worker), single-quote "
-                  "`/v1/predict` requests from an async client on the same cores:", "",
+        who = ("`wrk` (C, one thread)" if h.get("client") == "wrk"
+               else "an async httpx client (no `wrk` on PATH; it takes a large share of the CPU)")
+        lines += ["## HTTP service", "", f"`diplotag serve` (backend {h['backend']}, one worker, default settings), "
+                  f"single-quote `/v1/predict` requests from {who} on the same cores:", "",
                   "| clients | p50 ms | p95 ms | p99 ms | quotes/s | share of offline | statuses | server peak RSS (MB) |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for lv in h["levels"]:
@@ -244,7 +246,8 @@ def main() -> int:
     p.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated, from: {', '.join(BENCHMARKS)}")
     p.add_argument("--backends", default=",".join(BACKENDS), help="backends for scoring and quality")
     p.add_argument("--http-backend", default="auto", help="backend the service runs on (default: auto)")
-    p.add_argument("--http-requests", type=int, default=2000, help="requests per concurrency level")
+    p.add_argument("--http-requests", type=int, default=2000, help="requests per concurrency level (httpx client)")
+    p.add_argument("--http-seconds", type=float, default=15, help="seconds per concurrency level (wrk client)")
     a = p.parse_args()
     only = a.only.split(",")
     unknown = set(only) - set(BENCHMARKS)
@@ -275,7 +278,7 @@ def main() -> int:
             results[name] = bench_limit(a.model, results.get("scoring"))
         elif name == "http":
             http_backend = resolve_backend(a.http_backend)
-            results[name] = bench_http(a.model, http_backend, a.http_requests, results.get("scoring"))
+            results[name] = bench_http(a.model, http_backend, a.http_requests, a.http_seconds, results.get("scoring"))
         (RESULTS / f"{name}.json").write_text(json.dumps(results[name], indent=2) + "\n")
     (RESULTS / "run.json").write_text(json.dumps({k: v for k, v in results.items() if k not in BENCHMARKS}, indent=2) + "\n")
     print(write_table(results).read_text())
