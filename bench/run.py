@@ -259,7 +259,7 @@ def main() -> int:
 
     flags = sorted(f for f in cpu_flags() if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx2")))
     results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores ({', '.join(flags) or 'no flags read'})",
-                     "time": time.strftime("%Y-%m-%d %H:%M"), "repeats": a.repeats, "model": a.model,
+                     "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "repeats": a.repeats, "model": a.model,
                      "auto_backend": resolve_backend("auto")}
     started = time.time()
     for name in BENCHMARKS:  # fixed order: limit and http read the scoring results

@@ -6,12 +6,12 @@
 """
 
 __version__ = "0.1.0"
-__all__ = ["LabelSchema", "QuotePrediction", "QuoteTagger", "__version__", "load_model"]
+__all__ = ["LabelSchema", "QuotePrediction", "QuoteTagger", "__version__", "load_model", "load_tagger"]
 
 
 def __getattr__(name: str):
     # torch and transformers load only when the model is needed, so `diplotag --help` and light imports stay fast
-    if name in ("LabelSchema", "QuotePrediction", "QuoteTagger", "load_model"):
+    if name in ("LabelSchema", "QuotePrediction", "QuoteTagger", "load_model", "load_tagger"):
         import diplotag.model as model
 
         return getattr(model, name)
