@@ -5,7 +5,7 @@
   bf16 natively (Intel AMX); elsewhere it is emulated and slower than fp32.
 - `onnx` / `onnx-int8`: ONNX Runtime, no torch at run time (model/onnx_backend.py).
 - `auto` (the default): `torch-bf16` where the CPU has AMX, else `torch`. Chosen by measurement
-  (docs/performance.md): on AMX CPUs bf16 ran 2.3x fp32 with identical labels on the test split; dynamic int8
+  (docs/performance.md): on AMX CPUs bf16 ran 2.2x fp32 with identical labels on the test split; dynamic int8
   was slower than that and changed 2-4% of labels; fp32 ONNX was not faster than torch.
 """
 

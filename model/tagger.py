@@ -121,7 +121,7 @@ class QuoteTagger:
     def use_bf16(self) -> QuoteTagger:
         """Run the matrix products in bfloat16 (the "torch-bf16" backend). The Linear weights are cast once
         here; LayerNorm, softmax and the residual stream stay in fp32 under autocast. On CPUs with AMX this
-        measured 2.3x fp32 with the same labels on the whole test split (docs/performance.md). The weights are
+        measured 2.2x fp32 with the same labels on the whole test split (docs/performance.md). The weights are
         changed in place: save() refuses afterwards, so load the folder again to save."""
         import torch
 
