@@ -63,7 +63,10 @@ def info(model: ModelOpt = None, as_json: Annotated[bool, typer.Option("--json",
     """Show the model in use: base encoder, tasks and labels, source folder, training config and metrics."""
     tagger = _load(model)
     meta = tagger.metadata
+    from diplotag.model.backends import resolve_backend
+
     summary = tagger.describe() | {
+        "default_backend": resolve_backend("auto"),  # what `score` and `serve` run on this machine
         "training_config": meta.get("training_config"),
         "metrics": meta.get("metrics"),
     }
@@ -75,6 +78,7 @@ def info(model: ModelOpt = None, as_json: Annotated[bool, typer.Option("--json",
     out.print(f"[bold]version[/]      {summary['version']}")
     out.print(f"[bold]base encoder[/] {summary['base_encoder']}")
     out.print(f"[bold]max length[/]   {summary['max_length']} tokens")
+    out.print(f"[bold]backend[/]      {summary['default_backend']} on this machine (--backend auto)")
     for task in tagger.schema.tasks:
         target = " (target-aware)" if task.uses_target else ""
         out.print(f"[bold]task[/] {task.name}{target}: {', '.join(task.label_names)}  T={tagger.temperatures[task.name]:.3f}")
