@@ -197,11 +197,12 @@ def count_rows(path: str) -> int | None:
             import pyarrow.parquet as pq
 
             return pq.ParquetFile(path).metadata.num_rows
+        fmt = detect_format(path)
         n = 0
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 n += block.count(b"\n")
-        return n
+        return max(n - 1, 0) if fmt in ("csv", "tsv") else n  # the header line is not a row
     except (OSError, InputError):
         return None
 
