@@ -451,7 +451,7 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
             log.info(json.dumps({"event": "quotes", "request_id": request.state.request_id, "texts": texts}))
         batch = await run(batcher, texts, targets)
         metrics.quotes.inc(len(texts))
-        return {"model_version": str(model.metadata.get("model_version")), "predictions": results(model, batch, tasks, [q.id for q in body.quotes])}
+        return {"model_version": _version(model), "predictions": results(model, batch, tasks, [q.id for q in body.quotes])}
 
     @app.post("/v1/extract", response_model=ExtractResponse, responses=ERRORS, tags=["predict"])
     async def extract(body: Extract, model: Tagger, batcher: Batcher) -> dict:
@@ -461,14 +461,14 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
 
         statements = await asyncio.to_thread(extract_statements, body.text, not body.direct_only)
         if not statements:
-            return {"model_version": str(model.metadata.get("model_version")), "statements": []}
+            return {"model_version": _version(model), "statements": []}
         batch = await run(batcher, [s.scoring_text() for s in statements], [None] * len(statements))
         rows = results(model, batch, tasks, [f"s{i + 1}" for i in range(len(statements))])
         out = []
         for s, r in zip(statements, rows):
             out.append(r | {"kind": s.kind, "text": s.text, "speaker": s.speaker, "cue": s.cue,
                             "start": s.spans[0][0], "end": s.spans[-1][1], "spans": [list(sp) for sp in s.spans]})
-        return {"model_version": str(model.metadata.get("model_version")), "statements": out}
+        return {"model_version": _version(model), "statements": out}
 
     @app.get("/v1/model", responses=ERRORS, tags=["model"])
     async def model_info(model: Tagger) -> dict:
@@ -499,7 +499,7 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
                 await asyncio.wait_for(batcher.predict(["Readiness check."], [None]), 10)
             except Exception as e:
                 return error_response(request, 503, "not_ready", f"model not answering: {type(e).__name__}")
-        return {"status": "ready", "model_version": str(request.app.state.tagger.metadata.get("model_version"))}
+        return {"status": "ready", "model_version": _version(request.app.state.tagger)}
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse,
              responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}, "description": "Prometheus text format"}, 401: {"model": ErrorResponse}})
@@ -524,6 +524,11 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
+
+
+def _version(model: QuoteTagger) -> str:
+    # a model saved without a version answers "unversioned", never the string "None"
+    return str(model.metadata.get("model_version") or "unversioned")
 
 
 def _schema_of(model_dir):
