@@ -113,6 +113,30 @@ def test_int8_runs_and_agrees(exported, schema):
         assert agreement >= 0.75
 
 
+def test_int8_cascade_re_scores_unsure_quotes_in_fp32(exported, schema):
+    fp32 = load_onnx_tagger(exported, "onnx").predict_proba(QUOTES, TARGETS).probs
+    tagger = load_onnx_tagger(exported, "onnx-int8")
+    assert tagger.refine is not None and tagger.metadata["int8_refine_margin"] == tagger.refine_margin
+    tagger.refine_margin = 0.0  # nothing is unsure: pure int8
+    pure = tagger.predict_proba(QUOTES, TARGETS).probs
+    assert tagger.refined == 0
+    tagger.refine_margin = 1.01  # everything is unsure: every quote gets fp32's answer
+    refined = tagger.predict_proba(QUOTES, TARGETS).probs
+    assert tagger.refined == len(QUOTES)
+    for task in schema.task_names:
+        np.testing.assert_allclose(refined[task], fp32[task], atol=1e-5, rtol=0)
+    # in between, exactly the quotes whose smallest top-2 margin is under the threshold change
+    margins = np.min(np.stack([np.diff(np.sort(p, axis=1)[:, -2:], axis=1)[:, 0] for p in pure.values()]), axis=0)
+    tagger.refine_margin = float(np.median(margins))
+    tagger.refined = 0
+    mixed = tagger.predict_proba(QUOTES, TARGETS).probs
+    unsure = margins < tagger.refine_margin
+    assert tagger.refined == int(unsure.sum()) > 0
+    for task in schema.task_names:
+        np.testing.assert_allclose(mixed[task][unsure], fp32[task][unsure], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(mixed[task][~unsure], pure[task][~unsure], atol=1e-6, rtol=0)
+
+
 def test_onnx_tagger_predicts_like_torch(exported, schema):
     torch_tagger = load_model(exported)
     tagger = load_onnx_tagger(exported, "onnx")
