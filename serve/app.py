@@ -242,7 +242,6 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
     """Build the app. Settings come from DIPLOTAG_* environment variables unless given; the model is loaded in
     `lifespan` (once per worker process) unless a tagger is passed (tests)."""
     settings = settings or ServiceSettings()
-    import os, sys; sys.setswitchinterval(float(os.environ.get("X_SWITCH", "0.005")))  # EXPERIMENT
     configure_logging(settings.log_level)
     # The request models list the model's own tasks, so /docs and /openapi.json document exactly what this
     # deployment accepts (labels.json is read here; the weights are loaded in lifespan).
