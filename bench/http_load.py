@@ -188,6 +188,13 @@ def run_level(server: Server, clients: int, requests: int, quotes_per_request: i
     result["rss_first_quarter_mb"] = statistics.fmean(rss[:q]) if rss else float("nan")
     result["rss_last_quarter_mb"] = statistics.fmean(rss[-q:]) if rss else float("nan")
     result["rss_growth"] = result["rss_last_quarter_mb"] / result["rss_first_quarter_mb"] - 1 if rss else float("nan")
+    # A leak keeps growing; caches that fill while the load warms up (oneDNN keeps up to 1,024 compiled
+    # kernels, one per matrix shape, and each new batch shape adds one) stop. So also: the second half alone.
+    half = rss[len(rss) // 2 :]
+    hq = max(1, len(half) // 4)
+    result["rss_quarters_mb"] = [statistics.fmean(rss[i * q : (i + 1) * q]) for i in range(4)] if len(rss) >= 4 else []
+    result["rss_growth_second_half"] = (statistics.fmean(half[-hq:]) / statistics.fmean(half[:hq]) - 1
+                                        if len(half) >= 2 else float("nan"))
     return result
 
 

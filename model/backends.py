@@ -3,11 +3,16 @@
 - `torch`: fp32, the reference every other backend is compared with.
 - `torch-bf16`: the same weights, matrix products in bfloat16 (autocast). Fast only where the CPU multiplies
   bf16 natively (Intel AMX); elsewhere it is emulated and slower than fp32.
+- `torch-bf16-compiled`: `torch-bf16` through torch.compile (inductor, frozen weights): 1.5x `torch-bf16`
+  after a ~20 s compile at load, so for big jobs (over ~60,000 quotes); needs a C++ compiler.
 - `onnx` / `onnx-int8`: ONNX Runtime, no torch at run time (model/onnx_backend.py); int8 re-scores in fp32
   the quotes it is unsure of.
 - `auto` (the default): `torch-bf16` where the CPU has AMX, else `torch`. Chosen by measurement
   (docs/performance.md): on AMX CPUs bf16 ran 2.2x fp32 with identical labels on the test split; int8 (with
-  its fp32 re-scoring) ran 1.4x with 99.7%+ of the labels; fp32 ONNX was not faster than torch.
+  its fp32 re-scoring) ran 1.4x with 99.7%+ of the labels; fp32 ONNX was not faster than torch. For a big
+  job (`diplotag score` on over AUTO_COMPILE_BYTES of quote files) `auto` takes `torch-bf16-compiled`, when
+  there is a C++ compiler: its ~25 s compile pays for itself after ~70,000 quotes. The service never
+  compiles under `auto`: start-up time matters more there.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from diplotag.model.tagger import QuoteTagger
 
-BACKENDS = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "torch-bf16", "torch-bf16-compiled", "onnx", "onnx-int8")
 
 
 @functools.cache
@@ -41,13 +46,38 @@ def has_fast_bf16() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64") and "amx_bf16" in cpu_flags()
 
 
-def resolve_backend(backend: str) -> str:
-    """`auto` -> the concrete backend for this machine; any other known name unchanged."""
+# ~100,000 quotes in a CSV of one-sentence quotes (~150 bytes a row), ~35,000 in a JSONL with metadata
+AUTO_COMPILE_BYTES = 16_000_000
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend asked for cannot run on this machine (e.g. no C++ compiler for torch.compile)."""
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile's inductor would build its CPU kernels with ($CXX, else g++, c++ or
+    clang++ on PATH), or None when there is none."""
+    import os
+    import shutil
+
+    wanted = os.environ.get("CXX")
+    if wanted:
+        return shutil.which(wanted)
+    return next((found for c in ("g++", "c++", "clang++") if (found := shutil.which(c))), None)
+
+
+def resolve_backend(backend: str, input_bytes: int = 0) -> str:
+    """`auto` -> the concrete backend for this machine and a job reading `input_bytes` of quotes (0: unknown
+    or not a batch job); any other known name unchanged."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
-    if backend == "auto":
-        return "torch-bf16" if has_fast_bf16() else "torch"
-    return backend
+    if backend != "auto":
+        return backend
+    if not has_fast_bf16():
+        return "torch"
+    if input_bytes >= AUTO_COMPILE_BYTES and cxx_compiler() is not None:
+        return "torch-bf16-compiled"
+    return "torch-bf16"
 
 
 def load_tagger(model: str | Path | None = None, backend: str = "auto", threads: int | None = None) -> QuoteTagger:
@@ -65,4 +95,6 @@ def load_tagger(model: str | Path | None = None, backend: str = "auto", threads:
     if threads:
         torch.set_num_threads(threads)
     tagger = load_model(model)
-    return tagger.use_bf16() if concrete == "torch-bf16" else tagger
+    if concrete.startswith("torch-bf16"):
+        tagger.use_bf16()
+    return tagger.compile() if concrete.endswith("-compiled") else tagger

@@ -41,7 +41,7 @@ def ray_predictor(
     *,
     address: str | None = None,
     actors: int = 2,
-    batch_size: int = 32,
+    batch_size: int = 64,
     threads_per_actor: int = 1,
     backend: str = "auto",
 ) -> Callable[[list[str], list[str | None]], BatchProbabilities]:

@@ -42,7 +42,7 @@ class ScoreOptions:
     id_col: str | None = None
     target: str | None = None  # one target for every row
     tasks: list[str] | None = None
-    batch_size: int = 32
+    batch_size: int = 64
     chunk_size: int = 2048
     input_format: Format = "auto"
 

@@ -9,6 +9,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
+from diplotag.model.backends import BACKENDS
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DIPLOTAG_", extra="forbid")
@@ -17,8 +19,11 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
-    backend: Literal["auto", "torch", "torch-bf16", "onnx", "onnx-int8"] = Field(
-        default="auto", description="auto (torch-bf16 on CPUs with AMX, else torch), torch, torch-bf16, or ONNX Runtime fp32 / int8")
+    backend: Literal[BACKENDS] = Field(  # type: ignore[valid-type]  # the one list, in model/backends.py
+        default="auto",
+        description="auto (torch-bf16 on CPUs with AMX, else torch), torch, torch-bf16, torch-bf16-compiled "
+        "(compiles for ~20 s at start-up), or ONNX Runtime fp32 / int8",
+    )
     threads: int = Field(default=0, ge=0, description="model threads per worker; 0 = one per CPU core / workers")
     max_quotes: int = Field(default=64, ge=1, le=4096, description="quotes per /v1/predict request")
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="request body limit")

@@ -24,14 +24,17 @@ def test_load_20000_requests_no_5xx_and_flat_memory(tiny_model_dir, tmp_path):
     finally:
         code = server.stop()
     (tmp_path / "load.json").write_text(json.dumps(result))
-    print(json.dumps({k: result[k] for k in ("statuses", "transport_error_kinds", "p50_ms", "p99_ms", "throughput_quotes_per_second", "rss_growth", "rss_first_quarter_mb", "rss_last_quarter_mb")}))
+    print(json.dumps({k: result[k] for k in ("statuses", "transport_error_kinds", "p50_ms", "p99_ms", "throughput_quotes_per_second", "rss_growth", "rss_quarters_mb", "rss_growth_second_half")}))
     bad = {s: n for s, n in result["statuses"].items() if int(s) >= 500 and int(s) != 503}
     assert not bad
     # a connection error is not a server error, but it must stay exceptional (one was seen once in ~10 runs
     # on a starved 2-core machine; its kind is recorded for diagnosis)
     assert result["transport_errors"] <= 2, result["transport_error_kinds"]
     assert sum(result["statuses"].values()) + result["transport_errors"] == 20_000
-    assert result["rss_growth"] < 0.10
+    # flat once warm: no growth through the second half (a leak would keep growing), and a bounded warm-up
+    # (caches of compiled matmul kernels per batch shape fill during the first half: +7-13% measured)
+    assert result["rss_growth_second_half"] < 0.03
+    assert result["rss_growth"] < 0.25
     assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after its graceful shutdown
 
 
