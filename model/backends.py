@@ -3,8 +3,8 @@
 - `torch`: fp32, the reference every other backend is compared with.
 - `torch-bf16`: the same weights, matrix products in bfloat16 (autocast). Fast only where the CPU multiplies
   bf16 natively (Intel AMX); elsewhere it is emulated and slower than fp32.
-- `torch-bf16-compiled`: `torch-bf16` through torch.compile (inductor, frozen weights): 1.5x `torch-bf16`
-  after a ~20 s compile at load, so for big jobs (over ~60,000 quotes); needs a C++ compiler.
+- `torch-bf16-compiled`: `torch-bf16` through torch.compile (inductor, frozen weights): 1.4x `torch-bf16`
+  after a ~25 s compile at load, so for big jobs (over ~70,000 quotes); needs a C++ compiler.
 - `onnx` / `onnx-int8`: ONNX Runtime, no torch at run time (model/onnx_backend.py); int8 re-scores in fp32
   the quotes it is unsure of.
 - `auto` (the default): `torch-bf16` where the CPU has AMX, else `torch`. Chosen by measurement

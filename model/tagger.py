@@ -135,10 +135,10 @@ class QuoteTagger:
 
     def compile(self) -> QuoteTagger:
         """Compile the network with torch.compile (inductor, weights frozen as constants) and compile it now,
-        on two dummy quotes, so the ~20 s it takes are spent at load time and not inside the first batch.
+        on a real-sized dummy batch, so the ~25 s it takes are spent at load time and not inside the first batch.
         The compiled network fuses the attention's scaling, mask and softmax, GELU into the matrix product
-        before it, and the residual adds into LayerNorm: 1.5x the eager network in bf16 on 2 cores
-        (docs/performance.md). It pays for jobs over ~60,000 quotes. Needs a C++ compiler (inductor writes
+        before it, and the residual adds into LayerNorm: 1.4x the eager network in bf16 on 2 cores
+        (docs/performance.md). It pays for jobs over ~70,000 quotes. Needs a C++ compiler (inductor writes
         and builds C++ kernels); raises BackendUnavailable saying so when there is none."""
         import torch
 
@@ -183,7 +183,7 @@ class QuoteTagger:
             network = self._compiled
             if rows == 1:
                 # the compiled graph is general in the batch size except for 1, which torch.compile
-                # specialises (a second ~20 s compile); a copy of the row costs microseconds
+                # specialises (a second ~25 s compile); a copy of the row costs microseconds
                 arrays = tuple(np.repeat(a, 2, axis=0) for a in arrays)
         with torch.inference_mode(), self._autocast():
             out = network(
