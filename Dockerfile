@@ -3,6 +3,12 @@
 #   docker run -p 8000:8000 diplotag
 #   docker run -p 8000:8000 -v $PWD/runs/x/model:/models/x:ro -e DIPLOTAG_MODEL=/models/x diplotag   # a retrained model
 FROM python:3.11-slim
+# --build-arg WITH_COMPILER=1 adds g++, which the torch-bf16-compiled backend needs (torch.compile builds C++
+# kernels at start-up); then run with -e DIPLOTAG_BACKEND=torch-bf16-compiled on CPUs with AMX
+ARG WITH_COMPILER=0
+RUN if [ "$WITH_COMPILER" = 1 ]; then \
+      apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*; \
+    fi
 WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY src ./src
