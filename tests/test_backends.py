@@ -68,8 +68,14 @@ def test_score_auto_compiles_a_big_job_and_falls_back_when_compiling_fails(tiny_
     assert result.exit_code == 0, result.output
     assert calls == ["torch-bf16"]
     assert "so torch-bf16-compiled" in result.output
-    assert "compiling failed (RuntimeError: inductor blew up); using torch-bf16" in result.output
+    assert "compiling the network failed (RuntimeError: inductor blew up); using torch-bf16" in result.output
     assert len(out.read_text().splitlines()) == len(QUOTES)
+    # asked for by name, a failed compile is an error in one line, not a silent switch
+    result = CliRunner().invoke(app, ["score", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--no-progress",
+                                      "--backend", "torch-bf16-compiled"])
+    assert result.exit_code == 1
+    assert "compiling the network failed (RuntimeError: inductor blew up); use --backend torch-bf16" in result.output
+    assert "Traceback" not in result.output
     # a small job (stdin has no size) never compiles
     calls.clear()
     result = CliRunner().invoke(app, ["score", "-", "-o", str(out), "--model", str(tiny_model_dir), "--no-progress"],

@@ -52,19 +52,24 @@ def _load(model: Path | None, backend: str = "torch", input_bytes: int = 0):
     from diplotag.model import ModelLoadError
 
     concrete = resolve_backend(backend, input_bytes)
+    if backend == "auto" and concrete.endswith("-compiled"):
+        err.print(f"backend auto: {input_bytes / 1e6:,.0f} MB of quotes, so {concrete} "
+                  "(compiling the network takes ~25 s and pays for itself after ~70,000 quotes)", highlight=False)
     try:
-        if backend == "auto" and concrete.endswith("-compiled"):
-            err.print(f"backend auto: {input_bytes / 1e6:,.0f} MB of quotes, so {concrete} "
-                      "(compiling the network takes ~25 s and pays for itself after ~70,000 quotes)", highlight=False)
-            try:
-                return load_tagger(model, concrete)
-            except (ModelLoadError, ImportError):
+        try:
+            return load_tagger(model, concrete)
+        except (ModelLoadError, BackendUnavailable, ImportError):
+            raise
+        except Exception as e:
+            if not concrete.endswith("-compiled"):
                 raise
-            except Exception as e:  # a compiler that fails is no reason to stop a job the eager network can do
-                err.print(f"[yellow]warning:[/] compiling failed ({type(e).__name__}: {str(e)[:200]}); "
-                          "using torch-bf16", highlight=False)
-                concrete = "torch-bf16"
-        return load_tagger(model, concrete)
+            # inductor failing (a broken compiler, an unwritable cache) is no reason to stop a job the eager
+            # network can do when the user did not ask for compiling; when they did, say so in one line
+            why = f"compiling the network failed ({type(e).__name__}: {str(e)[:300]})"
+            if backend != "auto":
+                fail(f"{why}; use --backend torch-bf16")
+            err.print(f"[yellow]warning:[/] {why}; using torch-bf16", highlight=False)
+            return load_tagger(model, "torch-bf16")
     except (ModelLoadError, BackendUnavailable) as e:
         fail(str(e))
     except ImportError as e:  # only the ONNX backends have optional imports
@@ -148,8 +153,10 @@ def score(
         fail(f"--format must be one of auto, jsonl, csv, tsv, parquet, txt (got {input_format!r})")
     import os
 
-    # the size of the job decides whether `auto` compiles the network (model/backends.py)
-    input_bytes = 0 if articles else sum(os.path.getsize(p) for p in inputs if p != "-" and os.path.isfile(p))
+    # the size of the job decides whether `auto` compiles the network (model/backends.py); not with Ray, whose
+    # actors load their own copies (this process would compile one that never scores)
+    input_bytes = (0 if articles or engine == "ray"
+                   else sum(os.path.getsize(p) for p in inputs if p != "-" and os.path.isfile(p)))
     tagger = _load(model, backend, input_bytes)
     opts = ScoreOptions(text_col, target_col, id_col, target, task, batch_size, chunk_size, input_format)  # type: ignore[arg-type]
     records = None
