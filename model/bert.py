@@ -77,12 +77,16 @@ class SelfAttention(nn.Module):
         q = self.query(x).view(b, t, self.heads, d).transpose(1, 2)  # [B, heads, T, d]
         k = self.key(x).view(b, t, self.heads, d).permute(0, 2, 3, 1)  # [B, heads, d, T]
         v = self.value(x).view(b, t, self.heads, d).transpose(1, 2)
-        scores = torch.matmul(q, k) * d**-0.5 + mask
-        # softmax in fp32 whatever the matmul precision, as SDPA does; the weights go back to v's dtype
-        weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
-        if self.training and self.dropout_p > 0:
-            weights = F.dropout(weights, self.dropout_p)
-        return torch.matmul(weights, v).transpose(1, 2).reshape(b, t, h)
+        # The two attention products run in fp32 even under bf16 autocast: they are ~1% of the FLOPs, and in
+        # bf16 oneDNN builds and caches a kernel for every (batch, length) shape, which made a long-running
+        # service's memory creep (docs/reliability.md); fp32 products go to MKL, which caches nothing.
+        with torch.autocast(x.device.type, enabled=False):
+            scores = torch.matmul(q.float(), k.float()) * d**-0.5 + mask
+            weights = torch.softmax(scores, dim=-1)
+            if self.training and self.dropout_p > 0:
+                weights = F.dropout(weights, self.dropout_p)
+            out = torch.matmul(weights, v.float())
+        return out.to(x.dtype).transpose(1, 2).reshape(b, t, h)
 
 
 class SelfOutput(nn.Module):

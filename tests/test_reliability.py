@@ -18,8 +18,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_load_20000_requests_no_5xx_and_flat_memory(tiny_model_dir, tmp_path):
-    server = Server(str(tiny_model_dir))
+    # oneDNN builds and caches a kernel for every new matrix shape, up to 1,024 of them; with requests of random
+    # lengths the batch shapes keep being new for tens of thousands of requests, so that bounded cache grows all
+    # through a run this short (+37 MB over 25,000 requests measured) and would hide or mimic a leak of ours.
+    # Switched off here; docs/reliability.md has the numbers with it on.
+    server = Server(str(tiny_model_dir), env={"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"})
     try:
+        warm = run_level(server, clients=32, requests=5_000)  # judged only for errors: allocator pools fill
+        assert not {s for s in warm["statuses"] if int(s) >= 500 and int(s) != 503}, warm["statuses"]
         result = run_level(server, clients=32, requests=20_000)
     finally:
         code = server.stop()
@@ -31,10 +37,9 @@ def test_load_20000_requests_no_5xx_and_flat_memory(tiny_model_dir, tmp_path):
     # on a starved 2-core machine; its kind is recorded for diagnosis)
     assert result["transport_errors"] <= 2, result["transport_error_kinds"]
     assert sum(result["statuses"].values()) + result["transport_errors"] == 20_000
-    # flat once warm: no growth through the second half (a leak would keep growing), and a bounded warm-up
-    # (caches of compiled matmul kernels per batch shape fill during the first half: +7-13% measured)
+    # flat once warm: a leak keeps growing through the run, a cache that is filling slows down
+    assert result["rss_growth"] < 0.10
     assert result["rss_growth_second_half"] < 0.03
-    assert result["rss_growth"] < 0.25
     assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after its graceful shutdown
 
 
