@@ -3,12 +3,12 @@
 - `torch`: fp32, the reference every other backend is compared with.
 - `torch-bf16`: the same weights, matrix products in bfloat16 (autocast). Fast only where the CPU multiplies
   bf16 natively (Intel AMX); elsewhere it is emulated and slower than fp32.
-- `torch-bf16-compiled`: `torch-bf16` through torch.compile (inductor, frozen weights): 1.4x `torch-bf16`
+- `torch-bf16-compiled`: `torch-bf16` through torch.compile (inductor, frozen weights): 1.3x `torch-bf16`
   after a ~25 s compile at load, so for big jobs (over ~70,000 quotes); needs a C++ compiler.
 - `onnx` / `onnx-int8`: ONNX Runtime, no torch at run time (model/onnx_backend.py); int8 re-scores in fp32
   the quotes it is unsure of.
 - `auto` (the default): `torch-bf16` where the CPU has AMX, else `torch`. Chosen by measurement
-  (docs/performance.md): on AMX CPUs bf16 ran 2.2x fp32 with identical labels on the test split; int8 (with
+  (docs/performance.md): on AMX CPUs bf16 ran 2.6x fp32 with 99.7%+ of the labels and the same macro-F1 on the test split; int8 (with
   its fp32 re-scoring) ran 1.4x with 99.7%+ of the labels; fp32 ONNX was not faster than torch. For a big
   job (`diplotag score` on over AUTO_COMPILE_BYTES of quote files) `auto` takes `torch-bf16-compiled`, when
   there is a C++ compiler: its ~25 s compile pays for itself after ~70,000 quotes. The service never

@@ -31,7 +31,7 @@ BackendOpt = Annotated[
     str,
     typer.Option(
         "--backend",
-        help="auto (torch-bf16 on CPUs with AMX, else torch), torch, torch-bf16, torch-bf16-compiled (1.4x torch-bf16 "
+        help="auto (torch-bf16 on CPUs with AMX, else torch), torch, torch-bf16, torch-bf16-compiled (1.3x torch-bf16 "
         "after a ~25 s compile: for jobs over ~70,000 quotes), onnx or onnx-int8 (ONNX Runtime: no torch at run "
         "time; exported into the model folder, or ~/.cache/diplotag if it is read-only, on first use).",
         envvar="DIPLOTAG_BACKEND",
