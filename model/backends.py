@@ -66,6 +66,16 @@ def cxx_compiler() -> str | None:
     return next((found for c in ("g++", "c++", "clang++") if (found := shutil.which(c))), None)
 
 
+def require_compiler(backend: str) -> None:
+    """Raise BackendUnavailable, saying how to fix it, when `backend` would need a C++ compiler and there is none."""
+    if cxx_compiler() is None:
+        plain = backend.removesuffix("-compiled")
+        raise BackendUnavailable(
+            f"the {plain}-compiled backend needs a C++ compiler for torch.compile and found none "
+            f"($CXX, g++, c++ or clang++); install one (e.g. apt-get install g++) or use the {plain} backend"
+        )
+
+
 def resolve_backend(backend: str, input_bytes: int = 0) -> str:
     """`auto` -> the concrete backend for this machine and a job reading `input_bytes` of quotes (0: unknown
     or not a batch job); any other known name unchanged."""

@@ -142,13 +142,9 @@ class QuoteTagger:
         and builds C++ kernels); raises BackendUnavailable saying so when there is none."""
         import torch
 
-        from diplotag.model.backends import BackendUnavailable, cxx_compiler
+        from diplotag.model.backends import require_compiler
 
-        if cxx_compiler() is None:
-            raise BackendUnavailable(
-                f"the {self.backend}-compiled backend needs a C++ compiler for torch.compile and found none "
-                f"($CXX, g++, c++ or clang++); install one (e.g. apt-get install g++) or use the {self.backend} backend"
-            )
+        require_compiler(self.backend)
         import torch._inductor.config
 
         # Freezing (weights as constants: oneDNN pre-packs them and fuses bias and GELU into the product) is

@@ -56,24 +56,21 @@ def _load(model: Path | None, backend: str = "torch", input_bytes: int = 0):
         err.print(f"backend auto: {input_bytes / 1e6:,.0f} MB of quotes, so {concrete} "
                   "(compiling the network takes ~25 s and pays for itself after ~70,000 quotes)", highlight=False)
     try:
-        try:
-            return load_tagger(model, concrete)
-        except (ModelLoadError, BackendUnavailable, ImportError):
-            raise
-        except Exception as e:
-            if not concrete.endswith("-compiled"):
-                raise
-            # inductor failing (a broken compiler, an unwritable cache) is no reason to stop a job the eager
-            # network can do when the user did not ask for compiling; when they did, say so in one line
-            why = f"compiling the network failed ({type(e).__name__}: {str(e)[:300]})"
-            if backend != "auto":
-                fail(f"{why}; use --backend torch-bf16")
-            err.print(f"[yellow]warning:[/] {why}; using torch-bf16", highlight=False)
-            return load_tagger(model, "torch-bf16")
+        return load_tagger(model, concrete)
     except (ModelLoadError, BackendUnavailable) as e:
         fail(str(e))
     except ImportError as e:  # only the ONNX backends have optional imports
         fail(f"--backend {backend} needs onnxruntime, and onnx and onnxscript to export the model ({e})")
+    except Exception as e:
+        if not concrete.endswith("-compiled"):
+            raise
+        # inductor failing (a broken compiler, an unwritable cache) is no reason to stop a job the eager network
+        # can do when the user did not ask for compiling; when they did, say so in one line
+        why = f"compiling the network failed ({type(e).__name__}: {str(e)[:300]})"
+        if backend != "auto":
+            fail(f"{why}; use --backend torch-bf16")
+        err.print(f"[yellow]warning:[/] {why}; using torch-bf16", highlight=False)
+        return load_tagger(model, "torch-bf16")
 
 
 @app.command()
@@ -423,11 +420,13 @@ def serve(
         fail(f"invalid service settings: {e}")
     # fail fast, with the loader's message, before starting workers; with ONNX this also makes the export once.
     # A compiled backend is checked (model and compiler) without compiling: each worker compiles its own.
-    from diplotag.model.backends import cxx_compiler
+    from diplotag.model.backends import BackendUnavailable, require_compiler
 
-    if settings.backend.endswith("-compiled") and cxx_compiler() is None:
-        fail(f"--backend {settings.backend} needs a C++ compiler for torch.compile ($CXX, g++, c++ or clang++); "
-             "install one (e.g. apt-get install g++) or use --backend torch-bf16")
+    if settings.backend.endswith("-compiled"):
+        try:
+            require_compiler(settings.backend)
+        except BackendUnavailable as e:
+            fail(str(e))
     _load(settings.model, settings.backend.removesuffix("-compiled"))
     err.print(f"serving on http://{settings.host}:{settings.port} ({settings.workers} worker(s))", highlight=False)
     uvicorn.run(
