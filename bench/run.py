@@ -164,6 +164,12 @@ def _q(s: dict) -> str:
     return f"{s['median']:.0f} ({s['min']:.0f}-{s['max']:.0f})"
 
 
+def _section(results: dict, name: str, title: str) -> str:
+    """A section heading, saying when it was measured if not in this run."""
+    when = results.get("measured_at", {}).get(name, results["time"])
+    return f"## {title}" + ("" if when == results["time"] else f" (from the run of {when})")
+
+
 def write_table(results: dict) -> Path:
     lines = ["# Benchmark results", "",
              f"`python bench/run.py` on {results['machine']}, {results['time']}; {results['repeats']} repeats, "
@@ -172,7 +178,7 @@ def write_table(results: dict) -> Path:
         s = results["scoring"]
         w = s["workloads"]
         first = next(iter(w.values()))
-        lines += ["## Batch scoring", "", f"{first['quotes']:,} corpus quotes, model `{results['model']}`.", "",
+        lines += [_section(results, "scoring", "Batch scoring"), "", f"{first['quotes']:,} corpus quotes, model `{results['model']}`.", "",
                   "| workload | quotes/s | vs pipeline (batch 32) | vs torch | peak RSS (MB) | load (s) | quotes/s with load |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for key, entry in w.items():
@@ -186,7 +192,7 @@ def write_table(results: dict) -> Path:
     if "quality" in results:
         q = results["quality"]
         tasks = list(next(iter(q["backends"].values())))
-        lines += ["## Quality per backend", "", f"Corpus {q['split']} split, {q['quotes']} quotes: macro-F1, and label "
+        lines += [_section(results, "quality", "Quality per backend"), "", f"Corpus {q['split']} split, {q['quotes']} quotes: macro-F1, and label "
                   "agreement with torch fp32 / largest probability difference.", "",
                   "| backend | " + " | ".join(f"{t} macro-F1 | {t} agreement" for t in tasks) + " |",
                   "| --- |" + " --- | --- |" * len(tasks)]
@@ -200,7 +206,7 @@ def write_table(results: dict) -> Path:
         lines.append("")
     if "training" in results:
         t = results["training"]
-        lines += ["## Training", "", "`configs/default.yaml` (frozen embeddings and bottom 2 layers, batch 16, AdamW), "
+        lines += [_section(results, "training", "Training"), "", "`configs/default.yaml` (frozen embeddings and bottom 2 layers, batch 16, AdamW), "
                   "forward + backward + optimizer step:", "", "| precision | examples/s | one epoch |", "| --- | --- | --- |"]
         for entry in t.values():
             lines.append(f"| {entry['workload']} | {_q(entry['examples_per_second'])} | "
@@ -208,7 +214,7 @@ def write_table(results: dict) -> Path:
         lines.append("")
     if "limit" in results:
         lm = results["limit"]
-        lines += ["## How close to the limit", "",
+        lines += [_section(results, "limit", "How close to the limit"), "",
                   f"Mean quote length {lm['mean_tokens']:.1f} tokens: {lm['gflops_per_quote']:.3f} GFLOP per quote "
                   "(matrix products only). Matmul GFLOP/s measured in this run (model shapes at batch 32, and 2048^3):", "",
                   "| engine | " + " | ".join(lm["matmul_gflops"]["torch fp32"]) + " |",
@@ -225,7 +231,7 @@ def write_table(results: dict) -> Path:
         h = results["http"]
         who = ("`wrk` (C, one thread)" if h.get("client") == "wrk"
                else "an async httpx client (no `wrk` on PATH; it takes a large share of the CPU)")
-        lines += ["## HTTP service", "", f"`diplotag serve` (backend {h['backend']}, one worker, default settings), "
+        lines += [_section(results, "http", "HTTP service"), "", f"`diplotag serve` (backend {h['backend']}, one worker, default settings), "
                   f"single-quote `/v1/predict` requests from {who} on the same cores:", "",
                   "| clients | p50 ms | p95 ms | p99 ms | quotes/s | share of offline | statuses | server peak RSS (MB) |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -264,6 +270,8 @@ def main() -> int:
     results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores ({', '.join(flags) or 'no flags read'})",
                      "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "repeats": a.repeats, "model": a.model,
                      "auto_backend": resolve_backend("auto")}
+    previous = json.loads((RESULTS / "run.json").read_text()) if (RESULTS / "run.json").exists() else {}
+    measured_at = dict(previous.get("measured_at", {}))
     started = time.time()
     for name in BENCHMARKS:  # fixed order: limit and http read the scoring results
         if name not in only:
@@ -283,6 +291,13 @@ def main() -> int:
             http_backend = resolve_backend(a.http_backend)
             results[name] = bench_http(a.model, http_backend, a.http_requests, a.http_seconds, results.get("scoring"))
         (RESULTS / f"{name}.json").write_text(json.dumps(results[name], indent=2) + "\n")
+        measured_at[name] = results["time"]
+    # A partial run (--only) still writes the whole table: the benchmarks it skipped come from their last run,
+    # labelled with that run's time. Loaded only now, so no benchmark of this run reads another run's numbers.
+    for name in BENCHMARKS:
+        if name not in only and name in measured_at and (RESULTS / f"{name}.json").exists():
+            results[name] = json.loads((RESULTS / f"{name}.json").read_text())
+    results["measured_at"] = measured_at
     (RESULTS / "run.json").write_text(json.dumps({k: v for k, v in results.items() if k not in BENCHMARKS}, indent=2) + "\n")
     print(write_table(results).read_text())
     return 0
