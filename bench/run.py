@@ -33,10 +33,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
 BENCHMARKS = ("scoring", "quality", "training", "limit", "http")
-BACKENDS = ("torch", "torch-bf16", "torch-bf16-compiled", "onnx", "onnx-int8")
-# which measured matmul rate bounds each backend
-PRECISION = {"torch": "torch fp32", "torch-bf16": "torch bf16", "torch-bf16-compiled": "torch bf16",
-             "onnx": "onnxruntime fp32", "onnx-int8": "onnxruntime int8"}
+BACKENDS = ("torch", "torch-bf16", "torch-bf16-compiled", "onnx", "onnx-int8", "openvino")
+# which measured matmul rates bound each backend: the best rate any library reached in its precision
+BF16 = ("torch bf16", "openvino bf16")
+PRECISION = {"torch": ("torch fp32",), "torch-bf16": BF16, "torch-bf16-compiled": BF16,
+             "onnx": ("onnxruntime fp32",), "onnx-int8": ("onnxruntime int8",), "openvino": BF16}
 
 
 def make_quotes(n: int, path: Path) -> Path:
@@ -133,9 +134,12 @@ def bench_limit(model: str, scoring: dict | None) -> dict:
     peak = {name: max(rates.values()) for name, rates in out["matmul_gflops"].items()}
     out["limit_gflops"] = peak
     out["achieved"] = {}
-    for backend, precision in PRECISION.items():
+    for backend, families in PRECISION.items():
         if not scoring or backend not in scoring["workloads"]:
             continue
+        if backend == "openvino" and out.get("openvino_precision") == "f32":  # no AMX: OpenVINO runs fp32
+            families = ("openvino f32",)
+        precision = max((f for f in families if f in peak), key=peak.__getitem__)
         qps = scoring["workloads"][backend]["quotes_per_second"]["median"]
         achieved = qps * out["flops_per_quote"] / 1e9
         out["achieved"][backend] = {"quotes_per_second": qps, "gflops": achieved, "precision": precision,

@@ -174,8 +174,9 @@ def _time(fn, min_seconds: float = 1.0) -> float:
 
 def run_limit(model_dir: str, quotes: str) -> dict:
     """The compute limit: useful FLOPs per quote at the quotes' real token lengths, and the matmul rate this
-    machine reaches per precision (torch fp32/bf16, ONNX Runtime fp32 MatMul and int8 MatMulInteger) on the
-    model's own shapes at batch 32, and on one large square product."""
+    machine reaches per precision (torch fp32/bf16, ONNX Runtime fp32 MatMul and int8 MatMulInteger, OpenVINO's
+    MatMul in the precision its backend runs) on the model's own shapes at batch 32, and on one large square
+    product."""
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -197,7 +198,14 @@ def run_limit(model_dir: str, quotes: str) -> dict:
 
     rows = int(32 * lengths.mean())
     shapes = [(rows, h, h), (rows, h, inter), (rows, inter, h), (2048, 2048, 2048)]
-    rates: dict[str, dict[str, float]] = {"torch fp32": {}, "torch bf16": {}, "onnxruntime fp32": {}, "onnxruntime int8": {}}
+    import openvino as ov
+
+    from diplotag.model.backends import has_fast_bf16
+
+    ov_precision = "bf16" if has_fast_bf16() else "f32"  # as the openvino backend runs (OpenVinoLogits)
+    ov_name = f"openvino {ov_precision}"
+    rates: dict[str, dict[str, float]] = {"torch fp32": {}, "torch bf16": {}, "onnxruntime fp32": {},
+                                          "onnxruntime int8": {}, ov_name: {}}
     for m, k, n in shapes:
         key = f"{m}x{k}x{n}"
         flops = 2.0 * m * k * n
@@ -221,10 +229,17 @@ def run_limit(model_dir: str, quotes: str) -> dict:
             a = (np.random.randn(m, k).astype(np.float32) if op == "MatMul"
                  else np.random.randint(0, 255, (m, k)).astype(np.uint8))
             rates[name][key] = flops / _time(lambda: sess.run(None, {"a": a})) / 1e9
+            if op == "MatMul":  # the same graph compiled by OpenVINO (a constant B: its FullyConnected kernel)
+                core = ov.Core()
+                compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU", {
+                    "INFERENCE_PRECISION_HINT": ov_precision, "PERFORMANCE_HINT": "LATENCY",
+                    "INFERENCE_NUM_THREADS": torch.get_num_threads()})
+                request = compiled.create_infer_request()
+                rates[ov_name][key] = flops / _time(lambda: request.infer({"a": a})) / 1e9
     return {"workload": "limit", "quotes": len(texts), "mean_tokens": float(lengths.mean()),
             "flops_per_quote": flops_per_quote, "gflops_per_quote": flops_per_quote / 1e9,
             "model_shapes_batch32": [f"{m}x{k}x{n}" for m, k, n in shapes[:3]],
-            "matmul_gflops": rates, "torch_threads": torch.get_num_threads()}
+            "matmul_gflops": rates, "torch_threads": torch.get_num_threads(), "openvino_precision": ov_precision}
 
 
 if __name__ == "__main__":
@@ -235,7 +250,7 @@ if __name__ == "__main__":
     p.add_argument("model", help="model folder or 'default' (for train: the config file)")
     p.add_argument("quotes", nargs="?", help="quotes JSONL (for quality: the labelled corpus)")
     p.add_argument("--backend", default="torch")
-    p.add_argument("--backends", default="torch,torch-bf16,onnx,onnx-int8")
+    p.add_argument("--backends", default="torch,torch-bf16,onnx,onnx-int8,openvino")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--bf16", action="store_true")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from diplotag.model.tagger import QuoteTagger
 
-BACKENDS = ("auto", "torch", "torch-bf16", "torch-bf16-compiled", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "torch-bf16", "torch-bf16-compiled", "onnx", "onnx-int8", "openvino")
 
 
 @functools.cache
@@ -94,7 +94,7 @@ def load_tagger(model: str | Path | None = None, backend: str = "auto", threads:
     """Load a model folder (default: the bundled model) on a backend. `threads` sets the intra-op threads
     (torch.set_num_threads, or the ONNX Runtime session's); None keeps the library's default."""
     concrete = resolve_backend(backend)
-    if concrete.startswith("onnx"):
+    if concrete.startswith("onnx") or concrete == "openvino":
         from diplotag.model.onnx_backend import load_onnx_tagger
 
         return load_onnx_tagger(model, concrete, threads or None)

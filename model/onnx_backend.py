@@ -1,4 +1,6 @@
-"""ONNX Runtime inference: export a model folder's network to ONNX once, then predict without torch.
+"""ONNX inference: export a model folder's network to ONNX once, then predict without torch, with ONNX Runtime
+(`onnx`, `onnx-int8`) or OpenVINO (`openvino`, which compiles the fp32 export for the CPU at load: bf16 matrix
+products with oneDNN's AMX kernels and a fused attention where the CPU has AMX, fp32 elsewhere).
 
 The export sits next to the weights, or under ~/.cache/diplotag/<weights hash>/ when the model folder is
 read-only:
@@ -49,6 +51,8 @@ QUANTIZATION = {"op_types": ["MatMul"], "per_channel": True, "weight_type": "int
 # int8 changes labels only near the decision boundary. Chosen on the corpus dev split, the smallest value
 # giving at least 99% label agreement with torch on both tasks (99.3% / 99.3%, 9% of quotes re-scored).
 INT8_REFINE_MARGIN = 0.2
+# kernels OpenVINO keeps for past input shapes (its default: 5,000)
+RUNTIME_CACHE_CAPACITY = 256
 
 
 def weights_sha256(folder: str | Path) -> str:
@@ -275,6 +279,54 @@ class OnnxLogits:
         return dict(zip(self.task_names, out))
 
 
+class OpenVinoLogits:
+    """The fp32 export compiled by OpenVINO for this CPU, with OnnxLogits' contract. Compiling takes ~0.3 s (no
+    C++ compiler involved). Precision is bf16 where the CPU has AMX, as torch-bf16's (has_fast_bf16), else fp32."""
+
+    def __init__(self, path: str | Path, task_names: Sequence[str], threads: int | None = None):
+        import threading
+
+        import openvino as ov
+
+        from diplotag.model.backends import has_fast_bf16
+
+        self.precision = "bf16" if has_fast_bf16() else "f32"
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": self.precision,
+            "PERFORMANCE_HINT": "LATENCY",  # one stream: each batch uses every thread, like the other backends
+            # OpenVINO keeps the kernels it builds for each input shape (batch, length); a service sees
+            # thousands of shapes, and the default 5,000 entries kept its memory growing (docs/reliability.md)
+            "CPU_RUNTIME_CACHE_CAPACITY": RUNTIME_CACHE_CAPACITY,
+        }
+        threads = default_threads() if threads is None else threads
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            core = ov.Core()
+            self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own for unreadable models
+            raise ModelLoadError(f"{path}: OpenVINO cannot load the ONNX model ({e}); delete it to have it exported again") from None
+        outputs = {o.get_any_name(): o for o in self.compiled.outputs}
+        if sorted(outputs) != sorted(task_names):
+            raise ModelLoadError(f"{path}: outputs {sorted(outputs)} do not match the model's tasks {list(task_names)}")
+        self.path = Path(path)
+        self.task_names = list(task_names)
+        self.num_labels = {name: outputs[name].get_partial_shape()[1].get_length() for name in self.task_names}
+        self.input_names = [i.get_any_name() for i in self.compiled.inputs]
+        self._outputs = [outputs[name] for name in self.task_names]
+        # one infer request, reused (it keeps its buffers); the lock makes the runner safe to share between
+        # threads, like an ONNX Runtime session
+        self._request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()
+
+    def logits(self, batch: EncodedBatch) -> dict[str, np.ndarray]:
+        feeds = batch.as_dict()
+        with self._lock:
+            result = self._request.infer({name: feeds[name] for name in self.input_names})
+            # copies: the request's output buffers are overwritten by the next call
+            return {name: np.array(result[out], dtype=np.float32) for name, out in zip(self.task_names, self._outputs)}
+
+
 class OnnxTagger(QuoteTagger):
     """A QuoteTagger whose logits come from ONNX Runtime: predict, predict_proba, probabilities and describe
     work as with torch. `embed` and `save` need the torch network and refuse."""
@@ -344,11 +396,14 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def load_onnx_tagger(folder: str | Path | None = None, backend: str = "onnx", threads: int | None = None) -> OnnxTagger:
-    """A model folder (default: the bundled model) with ONNX Runtime in place of torch, backend "onnx" or
-    "onnx-int8". Reads labels.json, tokenizer.json and config.json (max length, temperatures); torch is
-    imported only when the export is missing or stale and has to be made."""
+    """A model folder (default: the bundled model) with ONNX Runtime or OpenVINO in place of torch, backend
+    "onnx", "onnx-int8" or "openvino" (which runs the fp32 export). Reads labels.json, tokenizer.json and
+    config.json (max length, temperatures); torch is imported only when the export is missing or stale and has
+    to be made."""
+    if backend not in (*FILES, "openvino"):
+        raise ValueError(f"backend must be one of {[*FILES, 'openvino']}, got {backend!r}")
     folder = Path(folder) if folder is not None else default_model_dir()
-    path = get_or_export(folder, backend)
+    path = get_or_export(folder, "onnx" if backend == "openvino" else backend)
     config = _read_json(folder / "config.json", "model config")
     try:
         schema = LabelSchema.from_file(folder / "labels.json")
@@ -371,7 +426,11 @@ def load_onnx_tagger(folder: str | Path | None = None, backend: str = "onnx", th
     metadata["backend"] = backend
     metadata["onnx"] = str(path)
     cascade = backend == "onnx-int8"
-    runner = OnnxLogits(path, schema.task_names, threads)
+    if backend == "openvino":
+        runner: OnnxLogits | OpenVinoLogits = OpenVinoLogits(path, schema.task_names, threads)
+        metadata["precision"] = runner.precision
+    else:
+        runner = OnnxLogits(path, schema.task_names, threads)
     refine = None
     if cascade:
         refine = OnnxLogits(get_or_export(folder, "onnx"), schema.task_names, threads, spin=False)

@@ -30,7 +30,7 @@ def test_auto_picks_bf16_only_where_the_cpu_has_amx(monkeypatch):
     assert resolve_backend("auto") == "torch"
     for name in BACKENDS[1:]:
         assert resolve_backend(name) == name
-    with pytest.raises(ValueError, match=r"backend must be one of auto, torch, torch-bf16, torch-bf16-compiled, onnx, onnx-int8; got 'gpu'"):
+    with pytest.raises(ValueError, match=r"backend must be one of auto, torch, torch-bf16, torch-bf16-compiled, onnx, onnx-int8, openvino; got 'gpu'"):
         resolve_backend("gpu")
 
 
@@ -108,7 +108,7 @@ def test_a_bf16_model_refuses_to_save(schema, tokenizer_file, tmp_path):
         tagger.save(tmp_path / "m")
 
 
-@pytest.mark.parametrize("backend", ["torch", "torch-bf16", "onnx"])
+@pytest.mark.parametrize("backend", ["torch", "torch-bf16", "onnx", "openvino"])
 def test_load_tagger_gives_every_backend_the_same_interface(tiny_model_dir, backend):
     tagger = load_tagger(tiny_model_dir, backend)
     assert tagger.backend == backend
@@ -132,7 +132,7 @@ def test_score_takes_a_backend_and_refuses_an_unknown_one(tiny_model_dir, tmp_pa
     assert len(out.read_text().splitlines()) == len(QUOTES)
     result = runner.invoke(app, ["score", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--backend", "cuda"])
     assert result.exit_code != 0
-    assert "--backend must be one of auto, torch, torch-bf16, torch-bf16-compiled, onnx, onnx-int8" in result.output
+    assert "--backend must be one of auto, torch, torch-bf16, torch-bf16-compiled, onnx, onnx-int8, openvino" in result.output
 
 
 def test_compiled_backend_without_a_compiler_says_what_is_missing(tiny_model_dir, tmp_path, monkeypatch):
@@ -194,7 +194,7 @@ def test_export_makes_both_onnx_files_once(tiny_model_dir, tmp_path):
 
 # The parity bar is 99% label agreement with torch fp32 on the corpus test split. Measured: bf16 and fp32 ONNX
 # 100%; onnx-int8 99.8% / 99.7% thanks to its fp32 re-scoring of unsure quotes (98.4% / 97.7% without).
-PARITY_FLOOR = {"torch-bf16": 0.99, "torch-bf16-compiled": 0.99, "onnx": 0.999, "onnx-int8": 0.99}
+PARITY_FLOOR = {"torch-bf16": 0.99, "torch-bf16-compiled": 0.99, "onnx": 0.999, "onnx-int8": 0.99, "openvino": 0.99}
 
 
 @pytest.mark.slow
