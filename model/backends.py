@@ -3,19 +3,19 @@
 - `torch`: fp32, the reference every other backend is compared with.
 - `torch-bf16`: the same weights, matrix products in bfloat16 (autocast). Fast only where the CPU multiplies
   bf16 natively (Intel AMX); elsewhere it is emulated and slower than fp32.
-- `torch-bf16-compiled`: `torch-bf16` through torch.compile (inductor, frozen weights): 1.3x `torch-bf16`
-  after a ~25 s compile at load, so for big jobs (over ~70,000 quotes); needs a C++ compiler.
+- `torch-bf16-compiled`: `torch-bf16` through torch.compile (inductor, frozen weights): 1.4x `torch-bf16`
+  after a ~30 s compile at load; needs a C++ compiler. Only when asked for.
 - `onnx` / `onnx-int8`: ONNX Runtime, no torch at run time (model/onnx_backend.py); int8 re-scores in fp32
   the quotes it is unsure of.
-- `openvino`: the fp32 ONNX export compiled by OpenVINO at load (~0.3 s, no C++ compiler): bf16 on AMX CPUs,
-  ~1.3x `torch-bf16` in batches and ~1.8x as a single-quote service, with 99.7%+ of the labels; fp32 and no
-  faster than `torch` elsewhere. Not `auto`'s pick yet: its first use exports the model (~15 s, with torch).
+- `openvino`: the fp32 ONNX export compiled by OpenVINO at load (~0.3 s, no C++ compiler), no torch at run
+  time: bf16 on AMX CPUs, 1.3x `torch-bf16` in batches and ~1.8x as a single-quote service, with 99.7%+ of
+  the labels; fp32, and no faster than `torch`, elsewhere.
 - `auto` (the default): `torch-bf16` where the CPU has AMX, else `torch`. Chosen by measurement
-  (docs/performance.md): on AMX CPUs bf16 ran 2.6x fp32 with 99.7%+ of the labels and the same macro-F1 on the test split; int8 (with
-  its fp32 re-scoring) ran 1.4x with 99.7%+ of the labels; fp32 ONNX was not faster than torch. For a big
-  job (`diplotag score` on over AUTO_COMPILE_BYTES of quote files) `auto` takes `torch-bf16-compiled`, when
-  there is a C++ compiler: its ~25 s compile pays for itself after ~70,000 quotes. The service never
-  compiles under `auto`: start-up time matters more there.
+  (docs/performance.md): on AMX CPUs bf16 ran 2.5x fp32 with 99.7%+ of the labels and the same macro-F1 on
+  the test split; int8 (with its fp32 re-scoring) ran 1.3x; fp32 ONNX was not faster than torch. For a big
+  job (`diplotag score` on at least AUTO_BIG_JOB_BYTES of quote files) on an AMX CPU, `auto` takes
+  `openvino`: the model's first use exports it to ONNX (~10 s, once), which a job that size wins back. Not
+  for small jobs (a first run would take 10 s instead of 1) nor, for the same reason, the service.
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ def has_fast_bf16() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64") and "amx_bf16" in cpu_flags()
 
 
-# ~100,000 quotes in a CSV of one-sentence quotes (~150 bytes a row), ~35,000 in a JSONL with metadata
-AUTO_COMPILE_BYTES = 16_000_000
+# ~40,000 quotes in a CSV of one-sentence quotes (~160 bytes a row), fewer in a JSONL with metadata: where
+# openvino's first-use export (~10 s) is paid back by its speed over torch-bf16 (1,195 vs 921 quotes/s)
+AUTO_BIG_JOB_BYTES = 6_000_000
 
 
 class BackendUnavailable(RuntimeError):
@@ -88,9 +89,7 @@ def resolve_backend(backend: str, input_bytes: int = 0) -> str:
         return backend
     if not has_fast_bf16():
         return "torch"
-    if input_bytes >= AUTO_COMPILE_BYTES and cxx_compiler() is not None:
-        return "torch-bf16-compiled"
-    return "torch-bf16"
+    return "openvino" if input_bytes >= AUTO_BIG_JOB_BYTES else "torch-bf16"
 
 
 def load_tagger(model: str | Path | None = None, backend: str = "auto", threads: int | None = None) -> QuoteTagger:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -34,54 +37,71 @@ def test_auto_picks_bf16_only_where_the_cpu_has_amx(monkeypatch):
         resolve_backend("gpu")
 
 
-def test_auto_compiles_only_for_big_jobs_on_amx_with_a_compiler(monkeypatch):
-    big = backends.AUTO_COMPILE_BYTES
+def test_auto_takes_openvino_only_for_big_jobs_on_amx(monkeypatch):
+    big = backends.AUTO_BIG_JOB_BYTES
     monkeypatch.setattr(backends, "has_fast_bf16", lambda: True)
-    monkeypatch.setattr(backends, "cxx_compiler", lambda: "/usr/bin/g++")
     assert resolve_backend("auto", big - 1) == "torch-bf16"
-    assert resolve_backend("auto", big) == "torch-bf16-compiled"
+    assert resolve_backend("auto", big) == "openvino"
     assert resolve_backend("torch-bf16", big) == "torch-bf16"  # an explicit choice is never changed
-    monkeypatch.setattr(backends, "cxx_compiler", lambda: None)
-    assert resolve_backend("auto", big) == "torch-bf16"
     monkeypatch.setattr(backends, "has_fast_bf16", lambda: False)
-    monkeypatch.setattr(backends, "cxx_compiler", lambda: "/usr/bin/g++")
-    assert resolve_backend("auto", big) == "torch"
+    assert resolve_backend("auto", big) == "torch"  # OpenVINO in fp32 was no faster than torch
 
 
-def test_score_auto_compiles_a_big_job_and_falls_back_when_compiling_fails(tiny_model_dir, tmp_path, monkeypatch):
-    from diplotag.model.tagger import QuoteTagger
+def test_score_auto_takes_openvino_for_a_big_job_and_falls_back_when_it_fails(tiny_model_dir, tmp_path, monkeypatch):
+    from diplotag.model import onnx_backend
 
+    model = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, model)  # the export is written into the folder
     src = tmp_path / "q.txt"
     src.write_text("\n".join(QUOTES) + "\n", encoding="utf-8")
-    monkeypatch.setattr(backends, "AUTO_COMPILE_BYTES", src.stat().st_size)  # this file counts as big
+    monkeypatch.setattr(backends, "AUTO_BIG_JOB_BYTES", src.stat().st_size)  # this file counts as big
     monkeypatch.setattr(backends, "has_fast_bf16", lambda: True)
-    monkeypatch.setattr(backends, "cxx_compiler", lambda: "/usr/bin/g++")
-    calls = []
+    out = tmp_path / "out.jsonl"
+    args = ["score", str(src), "-o", str(out), "--model", str(model), "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "so openvino" in result.output
+    assert (model / "model.onnx").is_file()  # exported on first use
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    want = load_model(model).predict(QUOTES)
+    assert len(got) == len(QUOTES)
+    for row, p in zip(got, want):  # bf16 on AMX CPUs: close to torch fp32, not equal
+        assert max(abs(row[f"stance_prob_{k}"] - v) for k, v in p["stance"].probs.items()) < 0.05
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("plugin blew up")
+
+    monkeypatch.setattr(onnx_backend, "OpenVinoLogits", broken)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "loading the openvino backend failed (RuntimeError: plugin blew up); using torch-bf16" in result.output
+    assert len(out.read_text().splitlines()) == len(QUOTES)
+    # asked for by name, a failure is not hidden by a switch
+    result = CliRunner().invoke(app, [*args, "--backend", "openvino"])
+    assert result.exit_code == 1
+    assert "loading the openvino backend failed (RuntimeError: plugin blew up); use --backend torch-bf16" in result.output
+    assert "Traceback" not in result.output
+    # a small job (stdin has no size) stays on torch-bf16
+    result = CliRunner().invoke(app, ["score", "-", "-o", str(out), "--model", str(model), "--no-progress"],
+                                input="\n".join(QUOTES) + "\n")
+    assert result.exit_code == 0, result.output
+    assert "so openvino" not in result.output
+
+
+def test_compiled_backend_failing_to_compile_is_one_line(tiny_model_dir, tmp_path, monkeypatch):
+    from diplotag.model.tagger import QuoteTagger
 
     def broken_compile(self):
-        calls.append(self.backend)
         raise RuntimeError("inductor blew up")
 
     monkeypatch.setattr(QuoteTagger, "compile", broken_compile)
-    out = tmp_path / "out.jsonl"
-    result = CliRunner().invoke(app, ["score", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--no-progress"])
-    assert result.exit_code == 0, result.output
-    assert calls == ["torch-bf16"]
-    assert "so torch-bf16-compiled" in result.output
-    assert "compiling the network failed (RuntimeError: inductor blew up); using torch-bf16" in result.output
-    assert len(out.read_text().splitlines()) == len(QUOTES)
-    # asked for by name, a failed compile is an error in one line, not a silent switch
-    result = CliRunner().invoke(app, ["score", str(src), "-o", str(out), "--model", str(tiny_model_dir), "--no-progress",
-                                      "--backend", "torch-bf16-compiled"])
+    src = tmp_path / "q.txt"
+    src.write_text("\n".join(QUOTES) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["score", str(src), "-o", str(tmp_path / "o.jsonl"), "--model", str(tiny_model_dir),
+                                      "--no-progress", "--backend", "torch-bf16-compiled"])
     assert result.exit_code == 1
     assert "compiling the network failed (RuntimeError: inductor blew up); use --backend torch-bf16" in result.output
     assert "Traceback" not in result.output
-    # a small job (stdin has no size) never compiles
-    calls.clear()
-    result = CliRunner().invoke(app, ["score", "-", "-o", str(out), "--model", str(tiny_model_dir), "--no-progress"],
-                                input="\n".join(QUOTES) + "\n")
-    assert result.exit_code == 0, result.output
-    assert calls == []
 
 
 def test_bf16_keeps_labels_and_is_close_to_fp32(schema, tokenizer_file):

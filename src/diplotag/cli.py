@@ -31,10 +31,10 @@ BackendOpt = Annotated[
     str,
     typer.Option(
         "--backend",
-        help="auto (torch-bf16 on CPUs with AMX, else torch), torch, torch-bf16, torch-bf16-compiled (1.3x torch-bf16 "
-        "after a ~25 s compile: for jobs over ~70,000 quotes), onnx or onnx-int8 (ONNX Runtime), openvino (OpenVINO: "
-        "bf16 on AMX CPUs, ~1.3x torch-bf16 in batches, 0.7 s load). The ONNX ones need no torch at run time; the "
-        "model is exported into its folder, or ~/.cache/diplotag if it is read-only, on first use.",
+        help="auto (torch-bf16 on CPUs with AMX, else torch; openvino for `score` on 6 MB of quotes or more on AMX "
+        "CPUs), torch, torch-bf16, torch-bf16-compiled (1.4x torch-bf16 after a ~30 s compile), onnx or onnx-int8 "
+        "(ONNX Runtime), openvino (bf16 on AMX CPUs: 1.3x torch-bf16, 0.6 s load). The ONNX ones need no torch at "
+        "run time; the model is exported into its folder, or ~/.cache/diplotag if it is read-only, on first use.",
         envvar="DIPLOTAG_BACKEND",
     ),
 ]
@@ -53,23 +53,26 @@ def _load(model: Path | None, backend: str = "torch", input_bytes: int = 0):
     from diplotag.model import ModelLoadError
 
     concrete = resolve_backend(backend, input_bytes)
-    if backend == "auto" and concrete.endswith("-compiled"):
-        err.print(f"backend auto: {input_bytes / 1e6:,.0f} MB of quotes, so {concrete} "
-                  "(compiling the network takes ~25 s and pays for itself after ~70,000 quotes)", highlight=False)
+    if backend == "auto" and concrete == "openvino":
+        err.print(f"backend auto: {input_bytes / 1e6:,.0f} MB of quotes, so openvino (1.3x torch-bf16; the "
+                  "model's first use exports it to ONNX, ~10 s once)", highlight=False)
     try:
         return load_tagger(model, concrete)
     except (ModelLoadError, BackendUnavailable) as e:
         fail(str(e))
-    except ImportError as e:  # only the ONNX backends have optional imports
-        fail(f"--backend {backend} needs onnxruntime, and onnx and onnxscript to export the model ({e})")
+    except ImportError as e:  # the ONNX backends' run-time libraries
+        fail(f"--backend {concrete} needs onnxruntime and openvino, and onnx and onnxscript to export the model ({e})")
     except Exception as e:
-        if not concrete.endswith("-compiled"):
+        if concrete.endswith("-compiled"):
+            # inductor failing (a broken compiler, an unwritable cache): one line, not a traceback
+            fail(f"compiling the network failed ({type(e).__name__}: {str(e)[:300]}); use --backend torch-bf16")
+        if concrete != "openvino":
             raise
-        # inductor failing (a broken compiler, an unwritable cache) is no reason to stop a job the eager network
-        # can do when the user did not ask for compiling; when they did, say so in one line
-        why = f"compiling the network failed ({type(e).__name__}: {str(e)[:300]})"
+        why = f"loading the openvino backend failed ({type(e).__name__}: {str(e)[:300]})"
         if backend != "auto":
             fail(f"{why}; use --backend torch-bf16")
+        # exporting or compiling for OpenVINO failing is no reason to stop a job the torch network can do,
+        # when the user did not ask for OpenVINO
         err.print(f"[yellow]warning:[/] {why}; using torch-bf16", highlight=False)
         return load_tagger(model, "torch-bf16")
 
@@ -79,11 +82,11 @@ def info(model: ModelOpt = None, as_json: Annotated[bool, typer.Option("--json",
     """Show the model in use: base encoder, tasks and labels, source folder, training config and metrics."""
     tagger = _load(model)
     meta = tagger.metadata
-    from diplotag.model.backends import AUTO_COMPILE_BYTES, resolve_backend
+    from diplotag.model.backends import AUTO_BIG_JOB_BYTES, resolve_backend
 
     summary = tagger.describe() | {
         "default_backend": resolve_backend("auto"),  # what `score` and `serve` run on this machine
-        "default_backend_big_jobs": resolve_backend("auto", AUTO_COMPILE_BYTES),  # `score` on >= 16 MB of quotes
+        "default_backend_big_jobs": resolve_backend("auto", AUTO_BIG_JOB_BYTES),  # `score` on big inputs
         "training_config": meta.get("training_config"),
         "metrics": meta.get("metrics"),
     }
@@ -96,7 +99,7 @@ def info(model: ModelOpt = None, as_json: Annotated[bool, typer.Option("--json",
     out.print(f"[bold]base encoder[/] {summary['base_encoder']}")
     out.print(f"[bold]max length[/]   {summary['max_length']} tokens")
     out.print(f"[bold]backend[/]      {summary['default_backend']} on this machine (--backend auto)"
-              + (f"; {summary['default_backend_big_jobs']} for `score` on 16 MB of quotes or more"
+              + (f"; {summary['default_backend_big_jobs']} for `score` on {AUTO_BIG_JOB_BYTES / 1e6:.0f} MB of quotes or more"
                  if summary["default_backend_big_jobs"] != summary["default_backend"] else ""))
     for task in tagger.schema.tasks:
         target = " (target-aware)" if task.uses_target else ""
@@ -151,10 +154,9 @@ def score(
         fail(f"--format must be one of auto, jsonl, csv, tsv, parquet, txt (got {input_format!r})")
     import os
 
-    # the size of the job decides whether `auto` compiles the network (model/backends.py); not with Ray, whose
-    # actors load their own copies (this process would compile one that never scores)
-    input_bytes = (0 if articles or engine == "ray"
-                   else sum(os.path.getsize(p) for p in inputs if p != "-" and os.path.isfile(p)))
+    # the size of the job decides whether `auto` takes openvino, whose first-use export a big job pays back
+    # (model/backends.py); articles' sizes say little about how many quotes they hold
+    input_bytes = 0 if articles else sum(os.path.getsize(p) for p in inputs if p != "-" and os.path.isfile(p))
     tagger = _load(model, backend, input_bytes)
     opts = ScoreOptions(text_col, target_col, id_col, target, task, batch_size, chunk_size, input_format)  # type: ignore[arg-type]
     records = None
