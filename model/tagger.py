@@ -138,8 +138,9 @@ class QuoteTagger:
         on a real-sized dummy batch, so the ~25 s it takes are spent at load time and not inside the first batch.
         The compiled network fuses the attention's scaling, mask and softmax, GELU into the matrix product
         before it, and the residual adds into LayerNorm: 1.3x the eager network in bf16 on 2 cores
-        (docs/performance.md). It pays for jobs over ~70,000 quotes. Needs a C++ compiler (inductor writes
-        and builds C++ kernels); raises BackendUnavailable saying so when there is none."""
+        (docs/performance.md). It pays for itself over `torch-bf16` after ~100,000 quotes (`openvino` still
+        finishes first below ~1M). Needs a C++ compiler (inductor writes and builds C++ kernels); raises
+        BackendUnavailable saying so when there is none."""
         import torch
 
         from diplotag.model.backends import require_compiler
