@@ -94,7 +94,7 @@ def resolve_backend(backend: str, input_bytes: int = 0) -> str:
 
 def load_tagger(model: str | Path | None = None, backend: str = "auto", threads: int | None = None) -> QuoteTagger:
     """Load a model folder (default: the bundled model) on a backend. `threads` sets the intra-op threads
-    (torch.set_num_threads, or the ONNX Runtime session's); None keeps the library's default."""
+    (torch.set_num_threads, or the ONNX Runtime session's, or OpenVINO's); None keeps the library's default."""
     concrete = resolve_backend(backend)
     if concrete.startswith("onnx") or concrete == "openvino":
         from diplotag.model.onnx_backend import load_onnx_tagger

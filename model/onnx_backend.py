@@ -3,7 +3,7 @@
 products with oneDNN's AMX kernels and a fused attention where the CPU has AMX, fp32 elsewhere).
 
 The export sits next to the weights, or under ~/.cache/diplotag/<weights hash>/ when the model folder is
-read-only:
+read-only or inside an installed package (the bundled model after `pip install .`: pip owns that folder):
 
   model.onnx, model.int8.onnx   input_ids, attention_mask, token_type_ids [batch, sequence] int64 -> one
                                 [batch, n_labels] float32 logits output per task, named after the task
@@ -76,6 +76,24 @@ def weights_sha256(folder: str | Path) -> str:
 def cache_root() -> Path:
     """Where exports of read-only model folders go: $XDG_CACHE_HOME/diplotag, by default ~/.cache/diplotag."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "diplotag"
+
+
+def site_roots() -> list[Path]:
+    """The folders installed packages live in (site-packages, user site, the interpreter's purelib/platlib)."""
+    import site
+    import sysconfig
+
+    roots = [sysconfig.get_paths()[key] for key in ("purelib", "platlib")]
+    roots += [*site.getsitepackages(), site.getusersitepackages()]
+    return [Path(r).resolve() for r in dict.fromkeys(roots)]
+
+
+def is_installed(folder: Path) -> bool:
+    """True for a folder inside an installed package, such as the bundled model after `pip install .`: pip owns
+    it, and files we added there would outlive an uninstall (and leave a half package behind that shadows a
+    later editable install). Exports of such folders go to the cache."""
+    folder = folder.resolve()
+    return any(folder.is_relative_to(root) for root in site_roots())
 
 
 def sidecar(onnx_path: Path) -> Path:
@@ -211,7 +229,7 @@ def _quantize(src: Path, dst: Path) -> None:
 def get_or_export(folder: str | Path | None, backend: str = "onnx") -> Path:
     """The .onnx for `backend` ("onnx" or "onnx-int8") of a model folder (default: the bundled model): a fresh
     export in the folder or in the cache, else a new one (this needs torch), written into the folder, or into
-    the cache if the folder is read-only."""
+    the cache if the folder is read-only or inside an installed package."""
     if backend not in FILES:
         raise ValueError(f"backend must be one of {sorted(FILES)}, got {backend!r}")
     folder = Path(folder) if folder is not None else default_model_dir()
@@ -220,13 +238,13 @@ def get_or_export(folder: str | Path | None, backend: str = "onnx") -> Path:
     for path in (local, cached):
         if is_fresh(path, digest, backend):
             return path
-    dest = folder if os.access(folder, os.W_OK) else cached.parent
+    dest = folder if os.access(folder, os.W_OK) and not is_installed(folder) else cached.parent
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ModelLoadError(
-            f"{folder} is read-only and the cache {dest} cannot be created ({e.strerror}); set XDG_CACHE_HOME "
-            "to a writable folder, or export once where the folder is writable"
+            f"{folder} is read-only or part of an installed package, and the cache {dest} cannot be created "
+            f"({e.strerror}); set XDG_CACHE_HOME to a writable folder"
         ) from None
     from diplotag.model.storage import load_model  # torch, only to export
 
@@ -328,8 +346,8 @@ class OpenVinoLogits:
 
 
 class OnnxTagger(QuoteTagger):
-    """A QuoteTagger whose logits come from ONNX Runtime: predict, predict_proba, probabilities and describe
-    work as with torch. `embed` and `save` need the torch network and refuse."""
+    """A QuoteTagger whose logits come from ONNX Runtime or OpenVINO: predict, predict_proba, probabilities and
+    describe work as with torch. `embed` and `save` need the torch network and refuse."""
 
     def __init__(
         self,

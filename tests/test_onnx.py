@@ -261,6 +261,23 @@ def test_read_only_folder_exports_into_the_cache(tiny_model_dir, tmp_path, monke
         folder.chmod(0o755)
 
 
+def test_installed_model_folder_is_never_written_to(tiny_model_dir, tmp_path, monkeypatch):
+    # the bundled model after `pip install .` sits in site-packages: an export written there would outlive
+    # `pip uninstall` and shadow a later editable install
+    from diplotag.model import onnx_backend
+
+    site = tmp_path / "site-packages"
+    folder = copy_model(tiny_model_dir, site / "diplotag" / "model" / "default")
+    monkeypatch.setattr(onnx_backend, "site_roots", lambda: [site.resolve()])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    before = sorted(p.name for p in folder.iterdir())
+    path = get_or_export(folder, "onnx")
+    assert path == cache_root() / weights_sha256(folder) / FILES["onnx"] and path.is_file()
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert load_onnx_tagger(folder, "openvino").metadata["onnx"] == str(path)
+    assert not onnx_backend.is_installed(tmp_path / "elsewhere")
+
+
 def test_unknown_backend_or_folder_is_refused(exported, tmp_path):
     with pytest.raises(ValueError, match="onnx-int8"):
         get_or_export(exported, "tensorrt")

@@ -202,16 +202,17 @@ def score(
 @app.command()
 def export(
     model: Annotated[Optional[Path], typer.Argument(help="Model folder (default: the bundled model).")] = None,
-    backend: Annotated[list[str], typer.Option("--backend", help="onnx and/or onnx-int8 (repeatable; default both).")] = [],
+    backend: Annotated[list[str], typer.Option("--backend", help="onnx, onnx-int8 and/or openvino (which runs the onnx export; repeatable; default onnx and onnx-int8).")] = [],
 ) -> None:
-    """Make the ONNX Runtime exports of a model now (otherwise made on first use): into the model folder, or
-    ~/.cache/diplotag when it is read-only, with a hash of the weights so a stale export is never used."""
+    """Make the ONNX exports of a model now (otherwise made on first use): into the model folder, or
+    ~/.cache/diplotag when it is read-only or inside an installed package, with a hash of the weights so a stale
+    export is never used."""
     from diplotag.model import ModelLoadError
 
-    wanted = backend or ["onnx", "onnx-int8"]
+    wanted = list(dict.fromkeys("onnx" if b == "openvino" else b for b in backend or ["onnx", "onnx-int8"]))
     bad = [b for b in wanted if b not in ("onnx", "onnx-int8")]
     if bad:
-        fail(f"--backend must be onnx or onnx-int8 (got {', '.join(map(repr, bad))}); torch backends need no export")
+        fail(f"--backend must be onnx, onnx-int8 or openvino (got {', '.join(map(repr, bad))}); torch backends need no export")
     try:
         from diplotag.model.onnx_backend import get_or_export
 
