@@ -209,7 +209,12 @@ def test_export_makes_both_onnx_files_once(tiny_model_dir, tmp_path):
     assert "onnx-int8:" in result.output
     result = runner.invoke(app, ["export", str(folder), "--backend", "torch-bf16"])
     assert result.exit_code == 1
-    assert "--backend must be onnx or onnx-int8 (got 'torch-bf16')" in result.output
+    assert "--backend must be onnx, onnx-int8 or openvino (got 'torch-bf16')" in result.output
+    # openvino runs the fp32 export: asking for it (de)duplicates to one onnx export
+    (folder / "model.onnx").unlink()
+    result = runner.invoke(app, ["export", str(folder), "--backend", "openvino", "--backend", "onnx"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("onnx:") == 1 and (folder / "model.onnx").is_file()
 
 
 # The parity bar is 99% label agreement with torch fp32 on the corpus test split. Measured: bf16 and fp32 ONNX
