@@ -19,8 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
-import numpy as np
-
 from diplotag.model.tagger import BatchProbabilities, QuoteTagger
 from diplotag.records import Format, InputError, ReadStats, Record, Reject, detect_format, read_records
 

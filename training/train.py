@@ -373,7 +373,7 @@ def model_card(tagger: QuoteTagger, config: TrainConfig, metrics: dict[str, Any]
         f"- Data: {data} ({metrics['train_rows']} rows; {metrics['train_rows_with_untargeted_copies']} with untargeted copies)",
         f"- {metrics['epochs_run']:g} epochs (early stopping on dev macro-F1), best checkpoint kept; seed {config.training.seed}",
         f"- Training time: {metrics['train_seconds']:.0f} s on {metrics['torch_threads']} CPU threads",
-        f"- Calibration: temperature scaling per task fitted on dev: "
+        "- Calibration: temperature scaling per task fitted on dev: "
         + ", ".join(f"{k} T={v:.2f}" for k, v in metrics["temperatures"].items()),
         "",
     ]
