@@ -103,8 +103,9 @@ def test_openvino_logits_match_onnx_runtime(exported, schema):
     runner = OpenVinoLogits(exported / FILES["onnx"], schema.task_names)
     # bf16 matrix products on AMX CPUs (as torch-bf16), fp32 elsewhere
     atol = 0.05 if runner.precision == "bf16" else 1e-4
+    tokenizer = load_onnx_tagger(exported, "onnx").tokenizer
     for size in (1, 3, len(QUOTES)):
-        batch = load_onnx_tagger(exported, "onnx").tokenizer.encode(QUOTES[:size], TARGETS[:size])
+        batch = tokenizer.encode(QUOTES[:size], TARGETS[:size])
         want, got = reference.logits(batch), runner.logits(batch)
         assert list(got) == schema.task_names
         for task in schema.tasks:
@@ -113,7 +114,7 @@ def test_openvino_logits_match_onnx_runtime(exported, schema):
     # the outputs are copies: a later call does not overwrite an earlier result
     first = runner.logits(batch)
     kept = {k: v.copy() for k, v in first.items()}
-    runner.logits(load_onnx_tagger(exported, "onnx").tokenizer.encode(QUOTES[:2], TARGETS[:2]))
+    runner.logits(tokenizer.encode(QUOTES[:2], TARGETS[:2]))
     for task in kept:
         np.testing.assert_array_equal(first[task], kept[task])
 
