@@ -29,7 +29,7 @@ WORKDIR /home/diplotag
 RUN diplotag export
 # openvino: the fastest service measured (888 vs 502 single-quote requests/s and p50 6.9 vs 18.3 ms against
 # torch-bf16 on 2 AMX cores; docs/performance.md), ~100 MB less memory, and on CPUs without AMX it runs fp32 at
-# torch's speed; its ONNX export is made above. -e DIPLOTAG_BACKEND=auto restores the torch default.
+# torch's speed; its ONNX export is made above. -e DIPLOTAG_BACKEND=auto gives the same on AMX CPUs, torch elsewhere.
 ENV DIPLOTAG_BACKEND=openvino \
     DIPLOTAG_HOST=0.0.0.0 \
     DIPLOTAG_PORT=8000 \

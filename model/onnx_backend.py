@@ -226,18 +226,28 @@ def _quantize(src: Path, dst: Path) -> None:
     )
 
 
-def get_or_export(folder: str | Path | None, backend: str = "onnx") -> Path:
-    """The .onnx for `backend` ("onnx" or "onnx-int8") of a model folder (default: the bundled model): a fresh
-    export in the folder or in the cache, else a new one (this needs torch), written into the folder, or into
-    the cache if the folder is read-only or inside an installed package."""
+def find_export(folder: str | Path | None, backend: str = "onnx") -> Path | None:
+    """The fresh .onnx for `backend` ("onnx" or "onnx-int8") of a model folder (default: the bundled model),
+    in the folder or in the cache; None when there is none yet (or only a stale one). Needs no torch."""
     if backend not in FILES:
         raise ValueError(f"backend must be one of {sorted(FILES)}, got {backend!r}")
     folder = Path(folder) if folder is not None else default_model_dir()
     digest = weights_sha256(folder)
-    local, cached = folder / FILES[backend], cache_root() / digest / FILES[backend]
-    for path in (local, cached):
+    for path in (folder / FILES[backend], cache_root() / digest / FILES[backend]):
         if is_fresh(path, digest, backend):
             return path
+    return None
+
+
+def get_or_export(folder: str | Path | None, backend: str = "onnx") -> Path:
+    """The .onnx for `backend` ("onnx" or "onnx-int8") of a model folder (default: the bundled model): a fresh
+    export in the folder or in the cache, else a new one (this needs torch), written into the folder, or into
+    the cache if the folder is read-only or inside an installed package."""
+    folder = Path(folder) if folder is not None else default_model_dir()
+    found = find_export(folder, backend)
+    if found is not None:
+        return found
+    cached = cache_root() / weights_sha256(folder) / FILES[backend]
     dest = folder if os.access(folder, os.W_OK) and not is_installed(folder) else cached.parent
     try:
         dest.mkdir(parents=True, exist_ok=True)

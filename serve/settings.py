@@ -21,7 +21,8 @@ class ServiceSettings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     backend: Literal[BACKENDS] = Field(  # type: ignore[valid-type]  # the one list, in model/backends.py
         default="auto",
-        description="auto (torch-bf16 on CPUs with AMX, else torch), torch, torch-bf16, torch-bf16-compiled "
+        description="auto (openvino on CPUs with AMX when started by `diplotag serve`, which makes its ONNX export "
+        "first; torch-bf16 there when the app is built directly; else torch), torch, torch-bf16, torch-bf16-compiled "
         "(compiles for ~25 s at start-up), ONNX Runtime fp32 / int8 (onnx, onnx-int8), or openvino (the fastest "
         "service on AMX CPUs)",
     )

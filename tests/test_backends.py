@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from diplotag.cli import app
-from diplotag.model import backends, load_model
+from diplotag.model import backends, load_model, onnx_backend
 from diplotag.model.backends import BACKENDS, load_tagger, resolve_backend
 from tests.conftest import make_tiny_tagger
 
@@ -86,6 +87,53 @@ def test_score_auto_takes_openvino_for_a_big_job_and_falls_back_when_it_fails(ti
                                 input="\n".join(QUOTES) + "\n")
     assert result.exit_code == 0, result.output
     assert "so openvino" not in result.output
+
+
+def test_serve_auto_exports_in_a_child_process_for_openvino_and_falls_back(tiny_model_dir, tmp_path, monkeypatch):
+    import subprocess
+
+    import uvicorn
+
+    monkeypatch.setattr(backends, "has_fast_bf16", lambda: True)
+    served: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: served.append(os.environ["DIPLOTAG_BACKEND"]))
+    model = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, model)
+    monkeypatch.setenv("DIPLOTAG_MODEL", str(model))  # restored after the test: serve writes these
+    monkeypatch.setenv("DIPLOTAG_BACKEND", "auto")
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 0, result.output
+    assert "exporting the model to ONNX for the openvino backend" in result.output
+    assert served == ["openvino"]  # the workers are told the concrete backend
+    assert "backend openvino" in result.output
+    assert onnx_backend.find_export(model, "onnx") is not None  # made by `diplotag export` in a child process
+    # the next start finds the export and makes none
+    monkeypatch.setattr(subprocess, "run", lambda *a, **kw: pytest.fail("exported again"))
+    monkeypatch.setenv("DIPLOTAG_BACKEND", "auto")
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 0, result.output
+    assert served[-1] == "openvino"
+
+    # an export that fails: under auto a warning and torch-bf16; asked for by name, a one-line error
+    fresh = tmp_path / "fresh"
+    shutil.copytree(tiny_model_dir, fresh)
+    monkeypatch.setenv("DIPLOTAG_MODEL", str(fresh))
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "error: disk full\n"))
+    monkeypatch.setenv("DIPLOTAG_BACKEND", "auto")
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 0, result.output
+    assert "exporting the model for the openvino backend failed (disk full); serving on torch-bf16" in result.output
+    assert served[-1] == "torch-bf16"
+    result = CliRunner().invoke(app, ["serve", "--backend", "openvino"])
+    assert result.exit_code == 1
+    assert "exporting the model for the openvino backend failed: disk full; use --backend torch-bf16" in result.output
+    assert served[-1] == "torch-bf16"  # never started
+    # on a CPU without AMX, auto serves on torch and exports nothing
+    monkeypatch.setattr(backends, "has_fast_bf16", lambda: False)
+    monkeypatch.setenv("DIPLOTAG_BACKEND", "auto")
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 0, result.output
+    assert served[-1] == "torch"
 
 
 def test_compiled_backend_failing_to_compile_is_one_line(tiny_model_dir, tmp_path, monkeypatch):

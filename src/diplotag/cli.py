@@ -31,8 +31,8 @@ BackendOpt = Annotated[
     str,
     typer.Option(
         "--backend",
-        help="auto (torch-bf16 on CPUs with AMX, else torch; openvino for `score` on 6 MB of quotes or more on AMX "
-        "CPUs), torch, torch-bf16, torch-bf16-compiled (1.4x torch-bf16 after a ~30 s compile), onnx or onnx-int8 "
+        help="auto (torch-bf16 on CPUs with AMX, else torch; openvino on AMX CPUs for `serve` and for `score` on 6 MB "
+        "of quotes or more), torch, torch-bf16, torch-bf16-compiled (1.4x torch-bf16 after a ~30 s compile), onnx or onnx-int8 "
         "(ONNX Runtime), openvino (bf16 on AMX CPUs: 1.3x torch-bf16, 0.6 s load). The ONNX ones need no torch at "
         "run time; the model is exported into its folder, or ~/.cache/diplotag if it is read-only, on first use.",
         envvar="DIPLOTAG_BACKEND",
@@ -77,6 +77,34 @@ def _load(model: Path | None, backend: str = "torch", input_bytes: int = 0):
         return load_tagger(model, "torch-bf16")
 
 
+def _export_for_openvino(model: Path | None, auto: bool) -> str:
+    """Make sure the service's openvino backend finds a fresh ONNX export; returns the backend to serve on.
+    The export runs in a child process: it imports torch and peaks near 1 GB, memory a server process would
+    keep for its whole life. Under `auto`, a failed export falls back to torch-bf16 with a warning."""
+    import subprocess
+
+    from diplotag.model import ModelLoadError
+    from diplotag.model.onnx_backend import find_export
+
+    try:
+        if find_export(model, "onnx") is not None:
+            return "openvino"
+    except ModelLoadError as e:
+        fail(str(e))
+    cmd = [sys.executable, "-m", "diplotag", "export", "--backend", "onnx", *([str(model)] if model else [])]
+    err.print("exporting the model to ONNX for the openvino backend (~10 s, once)", highlight=False)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode == 0:
+        return "openvino"
+    why = next((line for line in reversed(done.stderr.strip().splitlines()) if line.strip()), f"exit code {done.returncode}")
+    why = why.removeprefix("error: ")
+    if not auto:
+        fail(f"exporting the model for the openvino backend failed: {why}; use --backend torch-bf16")
+    err.print(f"[yellow]warning:[/] exporting the model for the openvino backend failed ({why}); serving on torch-bf16",
+              highlight=False)
+    return "torch-bf16"
+
+
 @app.command()
 def info(model: ModelOpt = None, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Show the model in use: base encoder, tasks and labels, source folder, training config and metrics."""
@@ -85,7 +113,8 @@ def info(model: ModelOpt = None, as_json: Annotated[bool, typer.Option("--json",
     from diplotag.model.backends import AUTO_BIG_JOB_BYTES, resolve_backend
 
     summary = tagger.describe() | {
-        "default_backend": resolve_backend("auto"),  # what `score` and `serve` run on this machine
+        "default_backend": resolve_backend("auto"),  # what `score` runs on this machine
+        "default_backend_service": resolve_backend("auto", service=True),  # what `serve` runs
         "default_backend_big_jobs": resolve_backend("auto", AUTO_BIG_JOB_BYTES),  # `score` on big inputs
         "training_config": meta.get("training_config"),
         "metrics": meta.get("metrics"),
@@ -100,7 +129,9 @@ def info(model: ModelOpt = None, as_json: Annotated[bool, typer.Option("--json",
     out.print(f"[bold]max length[/]   {summary['max_length']} tokens")
     out.print(f"[bold]backend[/]      {summary['default_backend']} on this machine (--backend auto)"
               + (f"; {summary['default_backend_big_jobs']} for `score` on {AUTO_BIG_JOB_BYTES / 1e6:.0f} MB of quotes or more"
-                 if summary["default_backend_big_jobs"] != summary["default_backend"] else ""))
+                 if summary["default_backend_big_jobs"] != summary["default_backend"] else "")
+              + (f"; {summary['default_backend_service']} for `serve`"
+                 if summary["default_backend_service"] != summary["default_backend"] else ""))
     for task in tagger.schema.tasks:
         target = " (target-aware)" if task.uses_target else ""
         out.print(f"[bold]task[/] {task.name}{target}: {', '.join(task.label_names)}  T={tagger.temperatures[task.name]:.3f}")
@@ -402,7 +433,7 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="Bind address (default 127.0.0.1; env DIPLOTAG_HOST).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port (default 8000; env DIPLOTAG_PORT).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes, each with its own model (env DIPLOTAG_WORKERS).")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="auto, torch, torch-bf16, torch-bf16-compiled, onnx, onnx-int8 or openvino (default auto; env DIPLOTAG_BACKEND).")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="auto (openvino on CPUs with AMX, else torch), torch, torch-bf16, torch-bf16-compiled, onnx, onnx-int8 or openvino (default auto; env DIPLOTAG_BACKEND).")] = None,
 ) -> None:
     """Run the HTTP prediction service (uvicorn). Every setting also reads DIPLOTAG_* environment variables."""
     import os
@@ -424,15 +455,21 @@ def serve(
         fail(f"invalid service settings: {e}")
     # fail fast, with the loader's message, before starting workers; with ONNX this also makes the export once.
     # A compiled backend is checked (model and compiler) without compiling: each worker compiles its own.
-    from diplotag.model.backends import BackendUnavailable, require_compiler
+    from diplotag.model.backends import BackendUnavailable, require_compiler, resolve_backend
 
-    if settings.backend.endswith("-compiled"):
+    concrete = resolve_backend(settings.backend, service=True)
+    if concrete == "openvino":
+        concrete = _export_for_openvino(settings.model, auto=settings.backend == "auto")
+    if concrete.endswith("-compiled"):
         try:
-            require_compiler(settings.backend)
+            require_compiler(concrete)
         except BackendUnavailable as e:
             fail(str(e))
-    _load(settings.model, settings.backend.removesuffix("-compiled"))
-    err.print(f"serving on http://{settings.host}:{settings.port} ({settings.workers} worker(s))", highlight=False)
+    _load(settings.model, concrete.removesuffix("-compiled"))
+    # the workers (this process too, with one worker) read their settings again: give them the concrete choice
+    os.environ["DIPLOTAG_BACKEND"] = concrete
+    err.print(f"serving on http://{settings.host}:{settings.port} ({settings.workers} worker(s), backend {concrete})",
+              highlight=False)
     uvicorn.run(
         "diplotag.serve.app:create_app",
         factory=True,
