@@ -155,9 +155,13 @@ def bench_http(model: str, backend: str, requests: int, seconds: float, scoring:
            "--requests", str(requests), "--seconds", str(seconds), "--out", str(out_path)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     out = json.loads(out_path.read_text())
-    out["backend"] = backend
-    if scoring and backend in scoring["workloads"]:
-        offline = scoring["workloads"][backend]["quotes_per_second"]["median"]
+    from diplotag.model.backends import resolve_backend
+
+    # what `diplotag serve` ran: auto is openvino on AMX CPUs, torch elsewhere
+    concrete = resolve_backend(backend, service=True)
+    out["backend"], out["resolved_backend"] = backend, concrete
+    if scoring and concrete in scoring["workloads"]:
+        offline = scoring["workloads"][concrete]["quotes_per_second"]["median"]
         out["offline_quotes_per_second"] = offline
         for level in out["levels"]:
             level["fraction_of_offline"] = level["throughput_quotes_per_second"] / offline
@@ -235,7 +239,9 @@ def write_table(results: dict) -> Path:
         h = results["http"]
         who = ("`wrk` (C, one thread)" if h.get("client") == "wrk"
                else "an async httpx client (no `wrk` on PATH; it takes a large share of the CPU)")
-        lines += [_section(results, "http", "HTTP service"), "", f"`diplotag serve` (backend {h['backend']}, one worker, default settings), "
+        lines += [_section(results, "http", "HTTP service"), "", f"`diplotag serve` (backend {h['backend']}"
+                  + (f" = {h['resolved_backend']}" if h.get("resolved_backend", h["backend"]) != h["backend"] else "")
+                  + ", one worker, default settings), "
                   f"single-quote `/v1/predict` requests from {who} on the same cores:", "",
                   "| clients | p50 ms | p95 ms | p99 ms | quotes/s | share of offline | statuses | server peak RSS (MB) |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -273,7 +279,7 @@ def main() -> int:
     flags = sorted(f for f in cpu_flags() if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx2")))
     results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores ({', '.join(flags) or 'no flags read'})",
                      "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "repeats": a.repeats, "model": a.model,
-                     "auto_backend": resolve_backend("auto")}
+                     "auto_backend": resolve_backend("auto"), "auto_backend_service": resolve_backend("auto", service=True)}
     previous = json.loads((RESULTS / "run.json").read_text()) if (RESULTS / "run.json").exists() else {}
     measured_at = dict(previous.get("measured_at", {}))
     started = time.time()
@@ -292,8 +298,8 @@ def main() -> int:
                 make_quotes(a.quotes, RESULTS / "tmp" / "quotes.jsonl")
             results[name] = bench_limit(a.model, results.get("scoring"))
         elif name == "http":
-            http_backend = resolve_backend(a.http_backend)
-            results[name] = bench_http(a.model, http_backend, a.http_requests, a.http_seconds, results.get("scoring"))
+            # the name as given: `auto` runs what a user's `diplotag serve` runs (bench_http records the resolution)
+            results[name] = bench_http(a.model, a.http_backend, a.http_requests, a.http_seconds, results.get("scoring"))
         (RESULTS / f"{name}.json").write_text(json.dumps(results[name], indent=2) + "\n")
         measured_at[name] = results["time"]
     # A partial run (--only) still writes the whole table: the benchmarks it skipped come from their last run,

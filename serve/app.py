@@ -270,7 +270,7 @@ def create_app(settings: ServiceSettings | None = None, tagger: QuoteTagger | No
     async def lifespan(app: FastAPI):
         from diplotag.model.backends import load_tagger
 
-        load = partial(load_tagger, settings.model, settings.backend, settings.threads or None)
+        load = partial(load_tagger, settings.model, settings.backend, settings.worker_threads())
         model = tagger or await asyncio.to_thread(load)
         batcher = MicroBatcher(model, settings.batch_size, settings.batch_wait_ms, settings.queue_quotes,
                                on_batch=lambda n, s: (metrics.batch_size.observe(n), metrics.batch_seconds.observe(s)))

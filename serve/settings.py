@@ -26,7 +26,8 @@ class ServiceSettings(BaseSettings):
         "(compiles for ~25 s at start-up), ONNX Runtime fp32 / int8 (onnx, onnx-int8), or openvino (the fastest "
         "service on AMX CPUs)",
     )
-    threads: int = Field(default=0, ge=0, description="model threads per worker; 0 = one per CPU core / workers")
+    threads: int = Field(default=0, ge=0, description="model threads per worker; 0 = the library's default with one "
+                         "worker, else the CPUs this process may use divided among the workers")
     max_quotes: int = Field(default=64, ge=1, le=4096, description="quotes per /v1/predict request")
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="request body limit")
     max_text_chars: int = Field(default=5_000, ge=10, description="characters per quote")
@@ -47,6 +48,19 @@ class ServiceSettings(BaseSettings):
         if isinstance(v, str):
             return [x.strip() for x in v.split(",") if x.strip()]
         return v
+
+    def worker_threads(self) -> int | None:
+        """Model threads for each worker process: `threads` when set; with several workers the CPUs this process
+        may use, shared out (each worker would otherwise start one thread per core, and N workers on N cores
+        would fight over them); None (the library's default) with one worker."""
+        if self.threads:
+            return self.threads
+        if self.workers == 1:
+            return None
+        import os
+
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cpus // self.workers)
 
     def keys(self) -> list[str]:
         """All accepted API keys (env and file). Empty = no authentication."""

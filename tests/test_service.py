@@ -199,3 +199,21 @@ def test_a_failing_request_does_not_fail_its_micro_batch(tiny):
 
     ok, err = asyncio.run(go())
     assert ok.probs["tone"].shape == (1, 5) and isinstance(err, ValueError)
+
+
+def test_several_workers_share_the_cpus_out(tiny, tiny_model_dir, monkeypatch):
+    import os
+
+    from diplotag.model import backends
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert ServiceSettings(workers=1).worker_threads() is None  # the library's own default
+    assert ServiceSettings(workers=2).worker_threads() == 2
+    assert ServiceSettings(workers=8).worker_threads() == 1
+    assert ServiceSettings(workers=2, threads=3).worker_threads() == 3  # an explicit count wins
+    # and the worker's model is loaded with it
+    loaded = []
+    monkeypatch.setattr(backends, "load_tagger", lambda model, backend, threads: loaded.append((backend, threads)) or tiny)
+    with TestClient(create_app(ServiceSettings(model=tiny_model_dir, workers=2, backend="torch"))) as c:
+        assert c.get("/readyz").status_code == 200
+    assert loaded == [("torch", 2)]
