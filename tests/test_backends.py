@@ -114,6 +114,18 @@ def test_serve_auto_exports_in_a_child_process_for_openvino_and_falls_back(tiny_
     assert result.exit_code == 0, result.output
     assert served[-1] == "openvino"
 
+    # OpenVINO itself failing: the same, under auto
+    def broken(*args, **kwargs):
+        raise RuntimeError("plugin blew up")
+
+    with monkeypatch.context() as m:
+        m.setattr(onnx_backend, "OpenVinoLogits", broken)
+        m.setenv("DIPLOTAG_BACKEND", "auto")
+        result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 0, result.output
+    assert "loading the openvino backend failed (RuntimeError: plugin blew up); using torch-bf16" in result.output
+    assert served[-1] == "torch-bf16"
+
     # an export that fails: under auto a warning and torch-bf16; asked for by name, a one-line error
     fresh = tmp_path / "fresh"
     shutil.copytree(tiny_model_dir, fresh)

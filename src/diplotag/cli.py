@@ -45,15 +45,15 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _load(model: Path | None, backend: str = "torch", input_bytes: int = 0):
+def _load(model: Path | None, backend: str = "torch", input_bytes: int = 0, service: bool = False):
     from diplotag.model.backends import BACKENDS, BackendUnavailable, load_tagger, resolve_backend  # nothing heavy
 
     if backend not in BACKENDS:
         fail(f"--backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
     from diplotag.model import ModelLoadError
 
-    concrete = resolve_backend(backend, input_bytes)
-    if backend == "auto" and concrete == "openvino":
+    concrete = resolve_backend(backend, input_bytes, service=service)
+    if backend == "auto" and concrete == "openvino" and not service:
         err.print(f"backend auto: {input_bytes / 1e6:,.0f} MB of quotes, so openvino (1.3x torch-bf16; the "
                   "model's first use exports it to ONNX, ~10 s once)", highlight=False)
     try:
@@ -465,7 +465,12 @@ def serve(
             require_compiler(concrete)
         except BackendUnavailable as e:
             fail(str(e))
-    _load(settings.model, concrete.removesuffix("-compiled"))
+    # auto on openvino keeps _load's fallback to torch-bf16 (with a warning) should OpenVINO itself fail
+    keep_auto = settings.backend == "auto" and concrete == "openvino"
+    tagger = _load(settings.model, "auto" if keep_auto else concrete.removesuffix("-compiled"), service=True)
+    if keep_auto:
+        concrete = tagger.backend
+    del tagger
     # the workers (this process too, with one worker) read their settings again: give them the concrete choice
     os.environ["DIPLOTAG_BACKEND"] = concrete
     err.print(f"serving on http://{settings.host}:{settings.port} ({settings.workers} worker(s), backend {concrete})",
