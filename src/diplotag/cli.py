@@ -53,7 +53,9 @@ def _load(model: Path | None, backend: str = "torch", input_bytes: int = 0, serv
     from diplotag.model import ModelLoadError
 
     concrete = resolve_backend(backend, input_bytes, service=service)
-    if backend == "auto" and concrete == "openvino" and not service:
+    if service and concrete == "openvino":  # a server keeps what it imports: export, if needed, in a child
+        concrete = _export_for_openvino(model, auto=backend == "auto")
+    elif backend == "auto" and concrete == "openvino":
         err.print(f"backend auto: {input_bytes / 1e6:,.0f} MB of quotes, so openvino (1.3x torch-bf16; the "
                   "model's first use exports it to ONNX, ~10 s once)", highlight=False)
     try:
@@ -455,21 +457,17 @@ def serve(
         fail(f"invalid service settings: {e}")
     # fail fast, with the loader's message, before starting workers; with ONNX this also makes the export once.
     # A compiled backend is checked (model and compiler) without compiling: each worker compiles its own.
-    from diplotag.model.backends import BackendUnavailable, require_compiler, resolve_backend
+    from diplotag.model.backends import BackendUnavailable, require_compiler
 
-    concrete = resolve_backend(settings.backend, service=True)
-    if concrete == "openvino":
-        concrete = _export_for_openvino(settings.model, auto=settings.backend == "auto")
-    if concrete.endswith("-compiled"):
+    compiled = settings.backend.endswith("-compiled")
+    if compiled:
         try:
-            require_compiler(concrete)
+            require_compiler(settings.backend)
         except BackendUnavailable as e:
             fail(str(e))
-    # auto on openvino keeps _load's fallback to torch-bf16 (with a warning) should OpenVINO itself fail
-    keep_auto = settings.backend == "auto" and concrete == "openvino"
-    tagger = _load(settings.model, "auto" if keep_auto else concrete.removesuffix("-compiled"), service=True)
-    if keep_auto:
-        concrete = tagger.backend
+    tagger = _load(settings.model, settings.backend.removesuffix("-compiled"), service=True)
+    # what auto resolved to, after any fallback (a compiled backend is loaded here uncompiled)
+    concrete = settings.backend if compiled else tagger.backend
     del tagger
     # the workers (this process too, with one worker) read their settings again: give them the concrete choice
     os.environ["DIPLOTAG_BACKEND"] = concrete
