@@ -29,7 +29,7 @@ import tempfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -226,13 +226,14 @@ def _quantize(src: Path, dst: Path) -> None:
     )
 
 
-def find_export(folder: str | Path | None, backend: str = "onnx") -> Path | None:
+def find_export(folder: str | Path | None, backend: str = "onnx", digest: str | None = None) -> Path | None:
     """The fresh .onnx for `backend` ("onnx" or "onnx-int8") of a model folder (default: the bundled model),
-    in the folder or in the cache; None when there is none yet (or only a stale one). Needs no torch."""
+    in the folder or in the cache; None when there is none yet (or only a stale one). `digest`: the folder's
+    weights_sha256, when the caller has it already. Needs no torch."""
     if backend not in FILES:
         raise ValueError(f"backend must be one of {sorted(FILES)}, got {backend!r}")
     folder = Path(folder) if folder is not None else default_model_dir()
-    digest = weights_sha256(folder)
+    digest = digest or weights_sha256(folder)
     for path in (folder / FILES[backend], cache_root() / digest / FILES[backend]):
         if is_fresh(path, digest, backend):
             return path
@@ -244,10 +245,11 @@ def get_or_export(folder: str | Path | None, backend: str = "onnx") -> Path:
     export in the folder or in the cache, else a new one (this needs torch), written into the folder, or into
     the cache if the folder is read-only or inside an installed package."""
     folder = Path(folder) if folder is not None else default_model_dir()
-    found = find_export(folder, backend)
+    digest = weights_sha256(folder)
+    found = find_export(folder, backend, digest)
     if found is not None:
         return found
-    cached = cache_root() / weights_sha256(folder) / FILES[backend]
+    cached = cache_root() / digest / FILES[backend]
     dest = folder if os.access(folder, os.W_OK) and not is_installed(folder) else cached.parent
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -277,6 +279,12 @@ def default_threads() -> int:
         return 0
 
 
+def check_outputs(path: str | Path, outputs: Iterable[str], task_names: Sequence[str]) -> None:
+    """The export's outputs must be the model's tasks (one logits output per task, named after it)."""
+    if sorted(outputs) != sorted(task_names):
+        raise ModelLoadError(f"{path}: outputs {sorted(outputs)} do not match the model's tasks {list(task_names)}")
+
+
 class OnnxLogits:
     """An ONNX Runtime session (CPU) with QuoteTagger.logits' contract: EncodedBatch -> {task: [B, n] logits}."""
 
@@ -294,8 +302,7 @@ class OnnxLogits:
         except Exception as e:  # onnxruntime raises its own exception types for missing and corrupt files
             raise ModelLoadError(f"{path}: cannot load the ONNX model ({e}); delete it to have it exported again") from None
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
-        if sorted(outputs) != sorted(task_names):
-            raise ModelLoadError(f"{path}: outputs {sorted(outputs)} do not match the model's tasks {list(task_names)}")
+        check_outputs(path, outputs, task_names)
         self.path = Path(path)
         self.task_names = list(task_names)
         self.num_labels = {name: outputs[name][1] for name in self.task_names}
@@ -335,8 +342,7 @@ class OpenVinoLogits:
         except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own for unreadable models
             raise ModelLoadError(f"{path}: OpenVINO cannot load the ONNX model ({e}); delete it to have it exported again") from None
         outputs = {o.get_any_name(): o for o in self.compiled.outputs}
-        if sorted(outputs) != sorted(task_names):
-            raise ModelLoadError(f"{path}: outputs {sorted(outputs)} do not match the model's tasks {list(task_names)}")
+        check_outputs(path, outputs, task_names)
         self.path = Path(path)
         self.task_names = list(task_names)
         self.num_labels = {name: outputs[name].get_partial_shape()[1].get_length() for name in self.task_names}
