@@ -119,6 +119,13 @@ def test_openvino_logits_match_onnx_runtime(exported, schema):
         np.testing.assert_array_equal(first[task], kept[task])
 
 
+@pytest.mark.parametrize("runner", [OnnxLogits, OpenVinoLogits])
+def test_an_export_for_other_tasks_is_refused(exported, runner):
+    # e.g. labels.json edited to add a task after the export was made
+    with pytest.raises(ModelLoadError, match=r"model\.onnx: outputs \['stance', 'tone'\] do not match the model's tasks \['stance', 'tone', 'topic'\]"):
+        runner(exported / FILES["onnx"], ["stance", "tone", "topic"])
+
+
 def test_openvino_tagger_batches_like_one_at_a_time_and_names_a_corrupt_file(exported, tmp_path):
     tagger = load_onnx_tagger(exported, "openvino")
     assert tagger.backend == tagger.metadata["backend"] == "openvino"
