@@ -162,8 +162,19 @@ def read_article(path: str | Path) -> tuple[str, list[int] | None]:
 def _paragraphs(text: str) -> list[tuple[int, int]]:
     spans = [(m.start(), m.end()) for m in re.finditer(r"[^\n]+(?:\n(?![ \t]*\n)[^\n]*)*", text)]
     if len(spans) == 1 and text.count("\n") > 2:
-        spans = [(m.start(), m.end()) for m in re.finditer(r"[^\n]+", text)]
-    return spans
+        return [(m.start(), m.end()) for m in re.finditer(r"[^\n]+", text)]
+    # Inside a block, a line that ends a sentence and a next line that opens a quote are two paragraphs (a
+    # paste that lost one blank line): otherwise a quote left open at the line's end would swallow the next.
+    split = []
+    for ps, pe in spans:
+        for m in LINE_BEFORE_QUOTE.finditer(text, ps, pe):
+            split.append((ps, m.start()))
+            ps = m.end()
+        split.append((ps, pe))
+    return split
+
+
+LINE_BEFORE_QUOTE = re.compile(r"(?<=[.!?\"\u201d\u00bb])[ \t]*\n[ \t]*(?=[\"\u201c\u00ab\u201e])")
 
 
 def _is_open(text: str, i: int) -> bool:
@@ -289,15 +300,20 @@ def _nlp():
 ORG_HEADS = {"ministry", "commission", "government", "office", "agency", "council", "mission", "union", "department",
              "court", "committee", "authority", "authorities", "secretariat", "presidency", "embassy", "service", "army",
              "military", "navy", "police", "organisation", "organization", "alliance", "bloc", "body", "group", "party",
-             "administration", "cabinet", "parliament", "assembly", "bank", "fund", "programme", "agency", "force", "forces"}
+             "administration", "cabinet", "parliament", "assembly", "bank", "fund", "programme", "agency", "force", "forces",
+             "delegation"}
 GENERIC_ORG = {"organisation", "organization", "alliance", "bloc", "body", "group", "union", "agency"}
 NOT_SPEAKERS = {"statement", "report", "release", "figures", "data", "communique", "communiqué", "document", "letter",
                 "study", "note", "text", "post", "message", "survey", "analysis", "tally", "count", "assessment", "video"}
+ROLE_NOUNS = ("minister|spokesperson|spokesman|spokeswoman|president|ambassador|envoy|diplomat|official|secretary|"
+              "chancellor|premier|chief|leader|commissioner|negotiator|mediator|general|governor|mayor|senator|"
+              "lawmaker|prosecutor|representative|delegate|adviser|advisor|director|chair|chairman|chairwoman|"
+              "chairperson|coordinator")
 ROLE_WORDS = re.compile(
     r"^the (foreign |prime |defence |defense |deputy |former |trade |finance |interior |health )?"
-    r"(minister|spokesperson|spokesman|spokeswoman|president|ambassador|envoy|diplomat|official|secretary|chancellor|"
-    r"premier|chief|leader|commissioner|negotiator|mediator|general|governor|mayor|senator|lawmaker|prosecutor)$"
+    rf"({ROLE_NOUNS})$"
 )
+OFFICE_HEADS = set(ROLE_NOUNS.split("|")) | ORG_HEADS
 DATELINE = re.compile(r"(?m)^([A-Z][A-Z.\-' ]{2,}(?:,\s*[A-Z][a-z]+\.?\s*\d{0,2})?)(\s*\([^)\n]{1,40}\))?\s*[\u2014\u2013-]{1,2}\s*")
 
 
@@ -358,7 +374,13 @@ class SpeakerBook:
         low = phrase.lower()
         if low in PRONOUNS:
             return self.last_person if low in ("he", "she", "him", "her") else (self.last_speaker or self.last_person)
-        persons = [e for e in ents if e.label_ == "PERSON"]
+        # "Malawi's health minister": the owner of an office speaks through it, so it is never the speaker
+        # (the small spaCy model tags many country names PERSON)
+        ents = [e for e in ents if not _owns_office(e)]
+        # the phrase's own head or its apposition before a name in a modifier ("the WHO's representative in
+        # Malawi, Dr Emmanuel Ofori-Atta,": spaCy tags Malawi PERSON too)
+        persons = sorted((e for e in ents if e.label_ == "PERSON"),
+                         key=lambda e: e.root.dep_ not in ("appos", "nsubj", "nsubjpass"))
         if persons:
             return self.note_person(_extend_name(persons[0]))
         # a known person named again, whatever spaCy thinks it is ("Mensah-Bonsu" tagged ORG)
@@ -430,6 +452,22 @@ class SpeakerBook:
         return phrase
 
 
+def _owns_office(ent) -> bool:
+    """True for the possessor in "Nepal's foreign secretary" or "Ghana's ministry": a place or body owning an
+    office, not a person speaking."""
+    doc, marks = ent.doc, ("'s", "\u2019s", "'", "\u2019")
+    end = ent.end  # the token after the possessive mark, which spaCy puts inside the entity or just after it
+    if ent[-1].lower_ not in marks:
+        if end >= len(doc) or doc[end].lower_ not in marks:
+            return False
+        end += 1
+    head = next((t for t in ent if t.dep_ == "poss"), None)
+    head = head.head if head is not None and not (ent.start <= head.head.i < ent.end) else None
+    if head is None:  # the parser missed the possessive: look at the next noun
+        head = next((t for t in doc[end : end + 4] if t.pos_ in ("NOUN", "PROPN")), None)
+    return head is not None and head.lower_ in OFFICE_HEADS
+
+
 def _extend_name(ent) -> str:
     """spaCy sometimes stops a name early ("Helena Cavalcanti" of "Helena Cavalcanti Prado"): take the
     capitalised proper nouns that follow, up to five words in all."""
@@ -486,8 +524,11 @@ def _attribution_near(doc, start: int, end: int, book: SpeakerBook) -> tuple[str
                 candidates.append(tok)
             if according is None and tok.lower_ == "according" and tok.i + 1 < len(doc) and doc[tok.i + 1].lower_ == "to":
                 according = tok
-    # the nearest speech verb that has a subject; "according to X" only when there is none
-    candidates.sort(key=lambda t: min(abs(t.idx - end), abs(t.idx - start)))
+    # a speech verb whose clause holds the quote first (`X warned that the step "would ...", a line analysts
+    # described as sharp`: the quote is what X warned, not what analysts described), then the nearest one
+    # that has a subject; "according to X" only when there is none
+    inside = [tok for tok in doc.char_span(start, end, alignment_mode="expand") or ()]
+    candidates.sort(key=lambda t: (not any(t in tok.ancestors for tok in inside), min(abs(t.idx - end), abs(t.idx - start))))
     for verb in candidates:
         span, ents = _subject_phrase(verb, [(start, end)])
         if span is not None:
@@ -538,7 +579,7 @@ def extract_statements(text: str, indirect: bool = True) -> list[Statement]:
         for ent in sent.ents:
             if _inside(quoted, ent.start_char, ent.end_char):
                 continue
-            if ent.label_ == "PERSON" and len(ent.text.split()) >= 2:
+            if ent.label_ == "PERSON" and len(ent.text.split()) >= 2 and not _owns_office(ent):
                 book.note_person(_extend_name(ent))
             elif ent.label_ == "ORG":
                 the = ent.start > 0 and doc[ent.start - 1].lower_ == "the" and not ent.text.lower().startswith("the ")

@@ -46,6 +46,35 @@ def test_multi_paragraph_quote_is_one_statement():
     assert len(groups) == 1 and len(groups[0]) == 2
 
 
+def test_a_line_that_opens_a_quote_after_a_sentence_is_a_new_paragraph():
+    # one blank line lost in a paste: the open quote of line 1 continues on line 2 (the multi-paragraph
+    # convention) instead of the second line's opening mark being read as text inside the first quote
+    text = "\u201cThe talks will resume.\n\u201cBut not this week,\u201d the envoy said."
+    [group] = scan_quotes(text)
+    assert [text[q.start : q.end] for q in group] == ["The talks will resume.", "But not this week,"]
+
+
+@pytest.mark.parametrize(
+    "sentence, speaker",
+    [
+        # spaCy's small model tags several country names PERSON; an office's owner is never the speaker
+        ("Malawi's trade minister, Chikondi Banda-Mwale, said: \u201cWe will keep the border open to "
+         "grain lorries all winter.\u201d", "Chikondi Banda-Mwale"),
+        ("\u201cEvery delay costs our farmers money,\u201d Nepal's commerce secretary, Sunita Rai Gurung, said.",
+         "Sunita Rai Gurung"),
+        # a place in a modifier of the subject does not outrank the name in apposition
+        ("The agency's representative in Malawi, Dr Tomas Okello-Reyes, said: \u201cThe convoys leave on "
+         "Monday whatever the weather.\u201d", "Tomas Okello-Reyes"),
+        # the verb whose clause holds the quote beats a nearer verb in a trailing remark
+        ("The ministry warned that any new checkpoint \u201cwould be answered without delay\u201d, a phrase "
+         "diplomats described as unusually blunt.", "The ministry"),
+    ],
+)
+def test_speaker_of_a_direct_quote(sentence, speaker):
+    [quote] = [s for s in extract_statements(sentence) if s.kind == "direct"]
+    assert quote.speaker == speaker
+
+
 def test_html_offsets_point_into_the_raw_file():
     path = ARTICLES / "a29.html"
     raw = path.read_text(encoding="utf-8")
@@ -68,4 +97,4 @@ def test_quality_floor_on_the_gold_articles():
     assert r["articles"] >= 30
     assert r["direct"]["precision"] >= 0.95 and r["direct"]["recall"] >= 0.95
     assert r["indirect"]["precision"] >= 0.85 and r["indirect"]["recall"] >= 0.75
-    assert r["speaker_accuracy"] >= 0.75
+    assert r["speaker_accuracy"] >= 0.85
