@@ -374,6 +374,8 @@ class SpeakerBook:
         low = phrase.lower()
         if low in PRONOUNS:
             return self.last_person if low in ("he", "she", "him", "her") else (self.last_speaker or self.last_person)
+        if re.fullmatch(r"(one|two|three|some|several|many|most|all|both|each|either|neither) of (them|those|these)", low):
+            return self.last_speaker or phrase  # "one of them said": a member of the group quoted before
         # "Malawi's health minister": the owner of an office speaks through it, so it is never the speaker
         # (the small spaCy model tags many country names PERSON)
         ents = [e for e in ents if not _owns_office(e)]
@@ -636,11 +638,19 @@ def _clause_text(tokens) -> tuple[int, int] | None:
         return None
     while toks and (toks[-1].is_punct and toks[-1].text not in (")", "%")):
         toks.pop()
-    while toks and (toks[0].is_punct or toks[0].lower_ == "that" and toks[0].dep_ == "mark"):
+    while toks and (toks[0].is_punct or toks[0].lower_ == "that" and _is_complementizer(toks[0])):
         toks.pop(0)
     if not toks:
         return None
     return toks[0].idx, toks[-1].idx + len(toks[-1].text)
+
+
+def _is_complementizer(that) -> bool:
+    """"said that ...": the parser marks it `mark`, or mislabels it as an argument of a verb that has its own
+    subject ("told a briefing that the port had ..."); "said that was wrong" keeps its "that"."""
+    if that.dep_ == "mark":
+        return True
+    return that.dep_ != "det" and any(c.dep_ in ("nsubj", "nsubjpass") and c != that for c in that.head.children)
 
 
 def _indirect_in(sent, quoted: list[tuple[int, int]], book: SpeakerBook) -> Iterator[Statement]:
@@ -694,9 +704,12 @@ def _verb_statements(span, quoted, book: SpeakerBook) -> Iterator[Statement]:
         lemma = verb.lemma_.lower()
         clause = None
         comps = [c for c in verb.children if c.dep_ in ("ccomp", "xcomp")]
+        told = _audience_clause(verb)
         if comps:
             c = comps[0]
             clause = _clause_text(list(c.subtree))
+        elif told:
+            clause = _clause_text(told)
         elif lemma in OBJECT_VERBS:
             after = [t for t in verb.subtree if t.i > verb.i]
             clause = _clause_text(after)
@@ -710,6 +723,21 @@ def _verb_statements(span, quoted, book: SpeakerBook) -> Iterator[Statement]:
         yield Statement("indirect", text[clause[0] : clause[1]], [clause], speaker, lemma,
                         sentence=text[span.sent.start_char : span.sent.end_char].strip())
         return  # one reported statement per sentence: the main speech verb
+
+
+def _audience_clause(verb) -> list:
+    """The tokens of the clause in "told a briefing that X had ..." (without "that"): the small parser reads
+    the that-clause as a relative clause on the audience ("a briefing that ..."). For tell-type verbs we take it
+    as what was told when it has a subject of its own (a real relative clause, "told a story that moved them",
+    has none)."""
+    if verb.lemma_.lower() not in ("tell", "assure", "inform", "remind", "brief"):
+        return []
+    for obj in (c for c in verb.children if c.dep_ in ("dobj", "dative")):
+        for rel in (c for c in obj.children if c.dep_ == "relcl"):
+            first = rel.left_edge
+            if first.lower_ == "that" and any(c.dep_ in ("nsubj", "nsubjpass") and c != first for c in rel.children):
+                return list(rel.subtree)[1:]
+    return []
 
 
 def extract_file(path: str | Path, indirect: bool = True) -> list[Statement]:

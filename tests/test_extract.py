@@ -75,6 +75,40 @@ def test_speaker_of_a_direct_quote(sentence, speaker):
     assert quote.speaker == speaker
 
 
+@pytest.mark.parametrize(
+    "sentence, clause",
+    [
+        # the parser reads this that-clause as a relative clause on "a briefing"
+        ('The envoy for the northern provinces, Teodor Lisowski, told a briefing that Warsaw had "serious doubts" '
+         "about the schedule.", 'Warsaw had "serious doubts" about the schedule'),
+        ("The minister told a news conference that Lagos had serious reservations about the schedule.",
+         "Lagos had serious reservations about the schedule"),
+        ("The minister said that was the wrong signal to send to the markets.",
+         "that was the wrong signal to send to the markets"),
+    ],
+)
+def test_the_clause_of_a_reported_statement(sentence, clause):
+    [found] = extract_statements(sentence)
+    assert found.kind == "indirect" and found.text == clause
+
+
+def test_told_an_audience_that_is_reported_speech_and_names_the_speaker_for_later_pronouns():
+    text = ("The spokesperson for the coastal authority, Ilse Marquardt-Vos, told a briefing that the port "
+            "had \"no spare berths\" this month.\n\n"
+            "She added: \"We would rather say so now than disappoint the convoys later.\"")
+    told, added = extract_statements(text)
+    assert (told.kind, told.speaker, told.cue) == ("indirect", "Ilse Marquardt-Vos", "tell")
+    assert told.text == 'the port had "no spare berths" this month'
+    assert (added.kind, added.speaker) == ("direct", "Ilse Marquardt-Vos")
+
+
+def test_one_of_them_is_the_group_quoted_before():
+    text = ("Envoys from the four coastal states said they backed the survey. "
+            "\"We have asked for this for a decade,\" one of them said.")
+    quote = [s for s in extract_statements(text) if s.kind == "direct"][0]
+    assert quote.speaker == "Envoys from the four coastal states"
+
+
 def test_html_offsets_point_into_the_raw_file():
     path = ARTICLES / "a29.html"
     raw = path.read_text(encoding="utf-8")
