@@ -378,7 +378,8 @@ class SpeakerBook:
             return self.last_speaker or phrase  # "one of them said": a member of the group quoted before
         # "Malawi's health minister": the owner of an office speaks through it, so it is never the speaker
         # (the small spaCy model tags many country names PERSON)
-        ents = [e for e in ents if not _owns_office(e)]
+        # and neither is a name inside a clause on the subject ("Kenya's delegation, led by X, said")
+        ents = [e for e in ents if not _owns_office(e) and not _in_clause_modifier(e, span)]
         # the phrase's own head or its apposition before a name in a modifier ("the WHO's representative in
         # Malawi, Dr Emmanuel Ofori-Atta,": spaCy tags Malawi PERSON too)
         persons = sorted((e for e in ents if e.label_ == "PERSON"),
@@ -454,6 +455,10 @@ class SpeakerBook:
         return phrase
 
 
+def _in_clause_modifier(ent, span) -> bool:
+    return any(a.dep_ in ("acl", "relcl") and span.start <= a.i < span.end for a in ent.root.ancestors)
+
+
 def _owns_office(ent) -> bool:
     """True for the possessor in "Nepal's foreign secretary" or "Ghana's ministry": a place or body owning an
     office, not a person speaking."""
@@ -508,7 +513,11 @@ def _subject_phrase(verb, quoted: list[tuple[int, int]] | None = None):
                 span = verb.doc[left:right]
             ents = [e for e in verb.doc.ents if e.start >= left and e.end <= right]
             if any(t.text == "," for t in span):
-                head = span
+                # an apposition stays ("the minister, Amara Diallo,"); a clause on the subject goes ("Kenya's
+                # delegation, led by X," is the delegation)
+                cut = next((t.left_edge.i for t in span if t.dep_ in ("acl", "relcl") and t.head == child), right)
+                head = verb.doc[left:cut]
+                ents = [e for e in ents if e.end <= cut]
             return head, ents
     return None, []
 

@@ -65,6 +65,9 @@ def test_a_line_that_opens_a_quote_after_a_sentence_is_a_new_paragraph():
         # a place in a modifier of the subject does not outrank the name in apposition
         ("The agency's representative in Malawi, Dr Tomas Okello-Reyes, said: \u201cThe convoys leave on "
          "Monday whatever the weather.\u201d", "Tomas Okello-Reyes"),
+        # a name inside a clause on the subject is not the speaker
+        ("Chile's delegation, led by Senator Rosa Ibarra Lagos, said it wanted \u201ca treaty that both "
+         "congresses can pass this year\u201d.", "Chile's delegation"),
         # the verb whose clause holds the quote beats a nearer verb in a trailing remark
         ("The ministry warned that any new checkpoint \u201cwould be answered without delay\u201d, a phrase "
          "diplomats described as unusually blunt.", "The ministry"),
