@@ -1,5 +1,7 @@
-"""Check one corpus part file written by hand: python3 data/raw/validate_part.py FILE"""
+"""Check one corpus part file written by hand: python3 data/raw/validate_part.py FILE [--words MIN-MAX]
+(the word range defaults to 8-80; the part of short quotes and fragments uses --words 2-12)"""
 import json, sys, collections
+LO, HI = (int(x) for x in (sys.argv[sys.argv.index("--words") + 1] if "--words" in sys.argv else "8-80").split("-"))
 KEYS = ["id","text","target","stance","tone","speaker","speaker_type","country_or_org","topic","group","phenomena","reported"]
 ST = {"support","oppose","neutral"}; TO = {"cooperative","neutral","concerned","critical","hostile"}
 SPK = set("head_of_state head_of_government foreign_minister ministry_spokesperson ambassador defence_ministry un_official regional_org_official opposition_leader minister_other legislator military_official news_report".split())
@@ -16,7 +18,7 @@ for n, line in enumerate(open(sys.argv[1], encoding="utf-8"), 1):
     if r["id"] in ids: err(f"duplicate id {r['id']}")
     ids.add(r["id"])
     w = len(r["text"].split())
-    if not 8 <= w <= 80: err(f"{w} words (need 8-80)")
+    if not LO <= w <= HI: err(f"{w} words (need {LO}-{HI})")
     if r["stance"] not in ST: err(f"stance {r['stance']!r}")
     if r["tone"] not in TO: err(f"tone {r['tone']!r}")
     if r["speaker_type"] not in SPK: err(f"speaker_type {r['speaker_type']!r}")
