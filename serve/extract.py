@@ -261,6 +261,12 @@ def _looks_like_statement(text: str, quote: list[_Quote]) -> bool:
     before = text[max(0, quote[0].start - 40) : quote[0].start - 1]
     if NON_STATEMENT_CUES.search(before.rstrip()):
         return False
+    # a title in quote marks ("a study, “Cables Under Pressure: Protecting the Seabed”, lists ..."): its
+    # content words are capitalised and it has no sentence punctuation
+    content = [w for w in words if len(w) >= 4]
+    if len(content) >= 3 and sum(w[:1].isupper() for w in content) >= 0.8 * len(content) \
+            and not re.search(r"[.!?,;]", inner):
+        return False
     if len(words) >= 5:
         return True
     # short quotes count only when they read as a sentence ("We will never accept it.")
@@ -707,6 +713,8 @@ def _verb_statements(span, quoted, book: SpeakerBook) -> Iterator[Statement]:
             continue
         if _inside(quoted, verb.idx, verb.idx + len(verb.text)):
             continue
+        if any(c.dep_ == "neg" for c in verb.children):
+            continue  # "X did not say whether ...", "most of them never explained": nothing was stated
         subject, ents = _subject_phrase(verb, quoted)
         if subject is None:
             continue

@@ -105,6 +105,13 @@ def test_told_an_audience_that_is_reported_speech_and_names_the_speaker_for_late
     assert (added.kind, added.speaker) == ("direct", "Ilse Marquardt-Vos")
 
 
+def test_titles_and_unsaid_things_are_not_statements():
+    text = ("A report by a Nairobi think tank, \u201cPorts Under Strain: Shipping After the Long Drought\u201d, counts "
+            "nine closures this year.\n\n"
+            "The ministry did not say whether the talks would resume before the harvest.")
+    assert extract_statements(text) == []
+
+
 def test_one_of_them_is_the_group_quoted_before():
     text = ("Envoys from the four coastal states said they backed the survey. "
             "\"We have asked for this for a decade,\" one of them said.")
