@@ -507,7 +507,9 @@ def _subject_phrase(verb, quoted: list[tuple[int, int]] | None = None):
     Amara Diallo," finds the name) and the entities inside it; (None, []) if there is none outside quotes."""
     for child in verb.children:
         if child.dep_ in ("nsubj", "nsubjpass"):
-            left, right = child.left_edge.i, child.right_edge.i + 1
+            # the parser may hang the quote's closing comma and mark on the subject: they are not part of it
+            words = [t.i for t in child.subtree if not t.is_punct]
+            left, right = min(words), max(words) + 1
             span = verb.doc[left:right]
             if quoted and any(s < span.end_char and span.start_char < e for s, e in quoted):
                 return None, []

@@ -68,6 +68,9 @@ def test_a_line_that_opens_a_quote_after_a_sentence_is_a_new_paragraph():
         # a name inside a clause on the subject is not the speaker
         ("Chile's delegation, led by Senator Rosa Ibarra Lagos, said it wanted \u201ca treaty that both "
          "congresses can pass this year\u201d.", "Chile's delegation"),
+        # the quote's closing comma and mark hang on the subject in the parse; they are not part of it
+        ("\u201cThe quota stays where the scientists put it, and not a tonne lower,\u201d her Faroese counterpart, "
+         "Sigrid Joensen-Hald, replied in a statement.", "Sigrid Joensen-Hald"),
         # the verb whose clause holds the quote beats a nearer verb in a trailing remark
         ("The ministry warned that any new checkpoint \u201cwould be answered without delay\u201d, a phrase "
          "diplomats described as unusually blunt.", "The ministry"),
