@@ -607,6 +607,7 @@ def extract_statements(text: str, indirect: bool = True) -> list[Statement]:
             if chunk.root.lower_ in ORG_HEADS and any(t.ent_type_ in ("GPE", "NORP", "ORG") for t in chunk) \
                     and not _inside(quoted, chunk.start_char, chunk.end_char):
                 book.note_org(chunk.text)
+        _note_role_subject(sent, quoted, book)
         while pending and pending[0] < sent.end_char:
             g = direct_by_start[pending.pop(0)]
             speaker, cue = None, None
@@ -627,6 +628,22 @@ def extract_statements(text: str, indirect: bool = True) -> list[Statement]:
                 book.last_speaker = st.speaker or book.last_speaker
     statements.sort(key=lambda s: s.start)
     return statements
+
+
+def _note_role_subject(sent, quoted, book: SpeakerBook) -> None:
+    """An official named only by role and country who is the subject of a sentence ("Russia's deputy envoy
+    defended the vote. '...,' he said.") is who a following "he" or "she" means, not the last named person."""
+    root = sent.root
+    for subj in (c for c in root.children if c.dep_ in ("nsubj", "nsubjpass")):
+        if subj.lower_ not in OFFICE_HEADS - ORG_HEADS or _inside(quoted, subj.idx, subj.idx + len(subj.text)):
+            continue
+        if any(t.ent_type_ == "PERSON" for t in subj.subtree):
+            continue  # a named person: the book noted the name already
+        if any(c.dep_ in ("poss", "amod", "compound") and (c.pos_ == "PROPN" or c.ent_type_ in ("GPE", "NORP", "ORG"))
+               for c in subj.children):  # "Russia's envoy", "the Chinese envoy"; a bare "the envoy" refers back
+            # the noun phrase up to its head noun, without what follows it ("... envoy to the UN, who ...")
+            book.last_person = sent.doc[subj.left_edge.i : subj.i + 1].text.strip(" ,")
+        return
 
 
 def _merge_split_quotes(text: str, groups: list[list[_Quote]]) -> list[list[_Quote]]:

@@ -115,6 +115,14 @@ def test_titles_and_unsaid_things_are_not_statements():
     assert extract_statements(text) == []
 
 
+def test_he_after_an_official_named_by_role_is_that_official():
+    text = ("Chile's ambassador, Tomasa Errazuriz Vial, said the vote had been \"a missed chance\".\n\n"
+            "Peru's deputy envoy defended his country's abstention. \"We cannot back a text that our own "
+            "parliament has not seen,\" he said.")
+    quote = [s for s in extract_statements(text) if s.kind == "direct"][-1]
+    assert quote.speaker == "Peru's deputy envoy"
+
+
 def test_one_of_them_is_the_group_quoted_before():
     text = ("Envoys from the four coastal states said they backed the survey. "
             "\"We have asked for this for a decade,\" one of them said.")
