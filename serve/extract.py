@@ -174,9 +174,6 @@ def _paragraphs(text: str) -> list[tuple[int, int]]:
     return split
 
 
-LINE_BEFORE_QUOTE = re.compile(r"(?<=[.!?\"\u201d\u00bb])[ \t]*\n[ \t]*(?=[\"\u201c\u00ab\u201e])")
-
-
 def _is_open(text: str, i: int) -> bool:
     ch = text[i]
     if ch in ("\u201c", "\u00ab", "\u201e"):
@@ -320,6 +317,7 @@ ROLE_WORDS = re.compile(
     rf"({ROLE_NOUNS})$"
 )
 OFFICE_HEADS = set(ROLE_NOUNS.split("|")) | ORG_HEADS
+LINE_BEFORE_QUOTE = re.compile(r"(?<=[.!?\"\u201d\u00bb])[ \t]*\n[ \t]*(?=[\"\u201c\u00ab\u201e])")
 DATELINE = re.compile(r"(?m)^([A-Z][A-Z.\-' ]{2,}(?:,\s*[A-Z][a-z]+\.?\s*\d{0,2})?)(\s*\([^)\n]{1,40}\))?\s*[\u2014\u2013-]{1,2}\s*")
 
 
@@ -382,9 +380,9 @@ class SpeakerBook:
             return self.last_person if low in ("he", "she", "him", "her") else (self.last_speaker or self.last_person)
         if re.fullmatch(r"(one|two|three|some|several|many|most|all|both|each|either|neither) of (them|those|these)", low):
             return self.last_speaker or phrase  # "one of them said": a member of the group quoted before
-        # "Malawi's health minister": the owner of an office speaks through it, so it is never the speaker
-        # (the small spaCy model tags many country names PERSON)
-        # and neither is a name inside a clause on the subject ("Kenya's delegation, led by X, said")
+        # Never the speaker: the owner of an office, which speaks through it ("Malawi's health minister"; the
+        # small spaCy model tags many country names PERSON), or a name in a clause on the subject ("Kenya's
+        # delegation, led by X, said").
         ents = [e for e in ents if not _owns_office(e) and not _in_clause_modifier(e, span)]
         # the phrase's own head or its apposition before a name in a modifier ("the WHO's representative in
         # Malawi, Dr Emmanuel Ofori-Atta,": spaCy tags Malawi PERSON too)
@@ -462,6 +460,7 @@ class SpeakerBook:
 
 
 def _in_clause_modifier(ent, span) -> bool:
+    """True for X in "the delegation, led by X," or "the agency, which X heads,": inside an acl/relcl of the span."""
     return any(a.dep_ in ("acl", "relcl") and span.start <= a.i < span.end for a in ent.root.ancestors)
 
 
@@ -546,7 +545,7 @@ def _attribution_near(doc, start: int, end: int, book: SpeakerBook) -> tuple[str
     # a speech verb whose clause holds the quote first (`X warned that the step "would ...", a line analysts
     # described as sharp`: the quote is what X warned, not what analysts described), then the nearest one
     # that has a subject; "according to X" only when there is none
-    inside = [tok for tok in doc.char_span(start, end, alignment_mode="expand") or ()]
+    inside = list(doc.char_span(start, end, alignment_mode="expand") or ())
     candidates.sort(key=lambda t: (not any(t in tok.ancestors for tok in inside), min(abs(t.idx - end), abs(t.idx - start))))
     for verb in candidates:
         span, ents = _subject_phrase(verb, [(start, end)])
