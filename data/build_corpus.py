@@ -118,7 +118,6 @@ def main() -> int:
                 return 1
             split_new[i] = next(iter(first_split[c]))
     split = np.concatenate([split_old, split_new])
-    groups = together
     out = HERE / "corpus.jsonl"
     with open(out, "w", encoding="utf-8") as f:
         for r, s in sorted(zip(rows, split), key=lambda rs: rs[0]["id"]):
@@ -126,7 +125,7 @@ def main() -> int:
             f.write(json.dumps({k: r.get(k) for k in FIELDS}, ensure_ascii=False) + "\n")
     c = Counter(split)
     print(f"{len(rows)} items -> {out}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
-    print(f"{len(set(groups))} clusters (groups + identical + near-duplicates at cosine >= {THRESHOLD})")
+    print(f"{len(set(together))} clusters (groups + identical + near-duplicates at cosine >= {THRESHOLD})")
     return 0
 
 

@@ -316,7 +316,8 @@ ROLE_WORDS = re.compile(
     r"^the (foreign |prime |defence |defense |deputy |former |trade |finance |interior |health )?"
     rf"({ROLE_NOUNS})$"
 )
-OFFICE_HEADS = set(ROLE_NOUNS.split("|")) | ORG_HEADS
+ROLE_HEADS = set(ROLE_NOUNS.split("|"))
+OFFICE_HEADS = ROLE_HEADS | ORG_HEADS
 LINE_BEFORE_QUOTE = re.compile(r"(?<=[.!?\"\u201d\u00bb])[ \t]*\n[ \t]*(?=[\"\u201c\u00ab\u201e])")
 DATELINE = re.compile(r"(?m)^([A-Z][A-Z.\-' ]{2,}(?:,\s*[A-Z][a-z]+\.?\s*\d{0,2})?)(\s*\([^)\n]{1,40}\))?\s*[\u2014\u2013-]{1,2}\s*")
 
@@ -634,7 +635,7 @@ def _note_role_subject(sent, quoted, book: SpeakerBook) -> None:
     defended the vote. '...,' he said.") is who a following "he" or "she" means, not the last named person."""
     root = sent.root
     for subj in (c for c in root.children if c.dep_ in ("nsubj", "nsubjpass")):
-        if subj.lower_ not in OFFICE_HEADS - ORG_HEADS or _inside(quoted, subj.idx, subj.idx + len(subj.text)):
+        if subj.lower_ not in ROLE_HEADS or _inside(quoted, subj.idx, subj.idx + len(subj.text)):
             continue
         if any(t.ent_type_ == "PERSON" for t in subj.subtree):
             continue  # a named person: the book noted the name already
@@ -739,11 +740,10 @@ def _verb_statements(span, quoted, book: SpeakerBook) -> Iterator[Statement]:
         lemma = verb.lemma_.lower()
         clause = None
         comps = [c for c in verb.children if c.dep_ in ("ccomp", "xcomp")]
-        told = _audience_clause(verb)
         if comps:
             c = comps[0]
             clause = _clause_text(list(c.subtree))
-        elif told:
+        elif told := _audience_clause(verb):
             clause = _clause_text(told)
         elif lemma in OBJECT_VERBS:
             after = [t for t in verb.subtree if t.i > verb.i]

@@ -1,7 +1,9 @@
 """Check one corpus part file written by hand: python3 data/raw/validate_part.py FILE [--words MIN-MAX]
 (the word range defaults to 8-80; the part of short quotes and fragments uses --words 2-12)"""
-import json, sys, collections
-LO, HI = (int(x) for x in (sys.argv[sys.argv.index("--words") + 1] if "--words" in sys.argv else "8-80").split("-"))
+import json, re, sys, collections
+WORDS = (sys.argv + [""])[sys.argv.index("--words") + 1] if "--words" in sys.argv else "8-80"
+if not re.fullmatch(r"\d+-\d+", WORDS): sys.exit(f"--words must be MIN-MAX, e.g. 2-12 (got {WORDS!r})")
+LO, HI = (int(x) for x in WORDS.split("-"))
 KEYS = ["id","text","target","stance","tone","speaker","speaker_type","country_or_org","topic","group","phenomena","reported"]
 ST = {"support","oppose","neutral"}; TO = {"cooperative","neutral","concerned","critical","hostile"}
 SPK = set("head_of_state head_of_government foreign_minister ministry_spokesperson ambassador defence_ministry un_official regional_org_official opposition_leader minister_other legislator military_official news_report".split())
