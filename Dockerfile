@@ -23,14 +23,15 @@ RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu 
  && useradd --create-home --uid 10001 diplotag
 USER diplotag
 WORKDIR /home/diplotag
-# the ONNX exports, made now as the service user into its cache (~/.cache/diplotag: diplotag never writes into an
-# installed package), so the openvino backend starts in about a second instead of exporting (~15 s) in every
-# fresh container
+# the ONNX exports (fp32 and int8), made now as the service user into its cache (~/.cache/diplotag: diplotag never
+# writes into an installed package), so the service starts in about a second instead of exporting (~15 s) in
+# every fresh container
 RUN diplotag export
-# openvino: the fastest service measured (888 vs 502 single-quote requests/s and p50 6.9 vs 18.3 ms against
-# torch-bf16 on 2 AMX cores; docs/performance.md), ~100 MB less memory, and on CPUs without AMX it runs fp32 at
-# torch's speed; its ONNX export is made above. -e DIPLOTAG_BACKEND=auto gives the same on AMX CPUs, torch elsewhere.
-ENV DIPLOTAG_BACKEND=openvino \
+# auto, decided where the container runs (docs/performance.md): openvino in bf16 on CPUs with AMX (888 vs 502
+# single-quote requests/s and p50 6.9 vs 18.3 ms against torch-bf16 on 2 AMX cores), onnx-int8 on other x86 CPUs
+# (256 vs 175 requests/s and p50 10.6 vs 22.7 ms against torch on 2 AVX2 cores), torch elsewhere; both exports
+# are made above
+ENV DIPLOTAG_BACKEND=auto \
     DIPLOTAG_HOST=0.0.0.0 \
     DIPLOTAG_PORT=8000 \
     DIPLOTAG_WORKERS=1 \

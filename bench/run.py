@@ -34,10 +34,22 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 BENCHMARKS = ("scoring", "quality", "training", "limit", "http")
 BACKENDS = ("torch", "torch-bf16", "torch-bf16-compiled", "onnx", "onnx-int8", "openvino")
-# which measured matmul rates bound each backend: the best rate any library reached in its precision
+# which measured matmul rates bound each backend: the best rate any engine reached in its precision, and never
+# less than the best fp32 rate (fp32 is open to every backend: without AMX, emulated bf16 runs at ~1 GFLOP/s,
+# and a limit that low would flatter the bf16 backends there)
+FP32 = ("torch fp32", "onnxruntime fp32", "openvino f32")
 BF16 = ("torch bf16", "openvino bf16")
-PRECISION = {"torch": ("torch fp32",), "torch-bf16": BF16, "torch-bf16-compiled": BF16,
-             "onnx": ("onnxruntime fp32",), "onnx-int8": ("onnxruntime int8",), "openvino": BF16}
+PRECISION = {"torch": FP32, "torch-bf16": BF16 + FP32, "torch-bf16-compiled": BF16 + FP32,
+             "onnx": FP32, "onnx-int8": ("onnxruntime int8",) + FP32, "openvino": BF16 + FP32}
+
+
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it ("unknown CPU" elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
+    except OSError:
+        return "unknown CPU"
 
 
 def make_quotes(n: int, path: Path) -> Path:
@@ -138,7 +150,7 @@ def bench_limit(model: str, scoring: dict | None) -> dict:
         if not scoring or backend not in scoring["workloads"]:
             continue
         if backend == "openvino" and out.get("openvino_precision") == "f32":  # no AMX: OpenVINO runs fp32
-            families = ("openvino f32",)
+            families = FP32
         precision = max((f for f in families if f in peak), key=peak.__getitem__)
         qps = scoring["workloads"][backend]["quotes_per_second"]["median"]
         achieved = qps * out["flops_per_quote"] / 1e9
@@ -258,6 +270,7 @@ def write_table(results: dict) -> Path:
 
 
 def main() -> int:
+    global RESULTS  # --results: every benchmark writes there
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="default", help="model folder or 'default'")
     p.add_argument("--quotes", type=int, default=10_000)
@@ -267,7 +280,11 @@ def main() -> int:
     p.add_argument("--http-backend", default="auto", help="backend the service runs on (default: auto)")
     p.add_argument("--http-requests", type=int, default=2000, help="requests per concurrency level (httpx client)")
     p.add_argument("--http-seconds", type=float, default=15, help="seconds per concurrency level (wrk client)")
+    p.add_argument("--results", type=Path, default=RESULTS,
+                   help="folder for the JSON and the table (default: bench/results; e.g. bench/results-avx2 to keep "
+                        "another kind of CPU's run beside it)")
     a = p.parse_args()
+    RESULTS = a.results.resolve()
     only = a.only.split(",")
     unknown = set(only) - set(BENCHMARKS)
     if unknown:
@@ -276,8 +293,9 @@ def main() -> int:
     (RESULTS / "tmp").mkdir(parents=True, exist_ok=True)
     from diplotag.model.backends import cpu_flags, resolve_backend
 
-    flags = sorted(f for f in cpu_flags() if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx2")))
-    results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores ({', '.join(flags) or 'no flags read'})",
+    flags = sorted(f for f in cpu_flags() if f.startswith(("amx", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx2")))
+    results: dict = {"machine": f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} cores "
+                                f"({', '.join(flags) or 'no flags read'})",
                      "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "repeats": a.repeats, "model": a.model,
                      "auto_backend": resolve_backend("auto"), "auto_backend_service": resolve_backend("auto", service=True)}
     previous = json.loads((RESULTS / "run.json").read_text()) if (RESULTS / "run.json").exists() else {}

@@ -9,15 +9,16 @@
   the quotes it is unsure of.
 - `openvino`: the fp32 ONNX export compiled by OpenVINO at load (~0.3 s, no C++ compiler), no torch at run
   time: bf16 on AMX CPUs, 1.3x `torch-bf16` in batches and ~1.8x as a single-quote service, with 99.7%+ of
-  the labels; fp32, and no faster than `torch`, elsewhere.
-- `auto` (the default): `torch-bf16` where the CPU has AMX, else `torch`. Chosen by measurement
-  (docs/performance.md): on AMX CPUs bf16 ran 2.5x fp32 with 99.7%+ of the labels and the same macro-F1 on
-  the test split; int8 (with its fp32 re-scoring) ran 1.3x; fp32 ONNX was not faster than torch. For a big
-  job (`diplotag score` on at least AUTO_BIG_JOB_BYTES of quote files) on an AMX CPU, `auto` takes
-  `openvino`: the model's first use exports it to ONNX (~10 s, once), which a job that size wins back. Not
-  for small jobs: a first run would take 10 s instead of 1. `diplotag serve` on an AMX CPU takes `openvino`
-  too (a service runs long enough to win the export back; 1.8x the throughput, a third of the latency and
-  less memory than `torch-bf16` under load): it makes the export, once, in a child process before it starts.
+  the labels; fp32 elsewhere (1.25x `torch` on an AVX2 AMD EPYC; no faster than `torch` in fp32 on the AMX
+  Xeon).
+- `auto` (the default): `torch-bf16` where the CPU has AMX, else `torch`: no export to wait for, so a first
+  run takes a second, not fifteen. For a big job (`diplotag score` on at least AUTO_BIG_JOB_BYTES of quote
+  files) and for `diplotag serve` (a service runs long enough to win the export back), the fastest backend
+  measured on that kind of x86 CPU (docs/performance.md): `openvino` (bf16) on AMX CPUs, 1.3x `torch-bf16` in
+  batches and ~1.8x as a service, 99.9%+ of the labels; `onnx-int8` elsewhere (measured on AVX2 without AVX-512:
+  1.5x `torch` in batches, 1.5x the throughput and half the latency as a service, 99.3%+ of the labels, where
+  bf16 is emulated and 6x slower than fp32). `diplotag serve` makes the export, once, in a child process.
+  Non-x86 CPUs stay on `torch` (nothing else measured there).
 """
 
 from __future__ import annotations
@@ -46,15 +47,19 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+def is_x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
 def has_fast_bf16() -> bool:
     """True where bf16 matrix products run natively and were measured to pay off: x86 with AMX-BF16."""
-    return platform.machine().lower() in ("x86_64", "amd64") and "amx_bf16" in cpu_flags()
+    return is_x86() and "amx_bf16" in cpu_flags()
 
 
-# ~40,000 quotes in a CSV of one-sentence quotes (~160 bytes a row), fewer in a JSONL with metadata: where
-# openvino's first-use export (~10 s) is paid back by its speed over torch-bf16 (1,195 vs 921 quotes/s)
+# ~40,000 quotes in a CSV of one-sentence quotes (~160 bytes a row), fewer in a JSONL with metadata: where the
+# first-use export of the fast backend (~10-20 s) is paid back by its speed (AMX: openvino 1,195 vs torch-bf16
+# 921 quotes/s; AVX2 without AMX: onnx-int8 191 vs torch 130)
 AUTO_BIG_JOB_BYTES = 6_000_000
-
 
 class BackendUnavailable(RuntimeError):
     """The backend asked for cannot run on this machine (e.g. no C++ compiler for torch.compile)."""
@@ -90,9 +95,16 @@ def resolve_backend(backend: str, input_bytes: int = 0, *, service: bool = False
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if backend != "auto":
         return backend
-    if not has_fast_bf16():
-        return "torch"
-    return "openvino" if service or input_bytes >= AUTO_BIG_JOB_BYTES else "torch-bf16"
+    plain = "torch-bf16" if has_fast_bf16() else "torch"
+    if not (service or input_bytes >= AUTO_BIG_JOB_BYTES) or not is_x86():
+        return plain  # no export to wait for (and on other CPUs, nothing measured yet beats torch)
+    return "openvino" if has_fast_bf16() else "onnx-int8"
+
+
+def needs_export(backend: str) -> str | None:
+    """The ONNX export a concrete backend runs ("onnx" or "onnx-int8", which also needs "onnx" for its fp32
+    re-scoring), or None for the torch backends."""
+    return {"onnx": "onnx", "openvino": "onnx", "onnx-int8": "onnx-int8"}.get(backend)
 
 
 def load_tagger(model: str | Path | None = None, backend: str = "auto", threads: int | None = None) -> QuoteTagger:

@@ -46,18 +46,19 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def _load(model: Path | None, backend: str = "torch", input_bytes: int = 0, service: bool = False):
-    from diplotag.model.backends import BACKENDS, BackendUnavailable, load_tagger, resolve_backend  # nothing heavy
+    from diplotag.model.backends import BACKENDS, BackendUnavailable, load_tagger, needs_export, resolve_backend
 
     if backend not in BACKENDS:
         fail(f"--backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
     from diplotag.model import ModelLoadError
 
     concrete = resolve_backend(backend, input_bytes, service=service)
-    if service and concrete == "openvino":  # a server keeps what it imports: export, if needed, in a child
-        concrete = _export_for_openvino(model, auto=backend == "auto")
-    elif backend == "auto" and concrete == "openvino":
-        err.print(f"backend auto: {input_bytes / 1e6:,.0f} MB of quotes, so openvino (1.3x torch-bf16; the "
-                  "model's first use exports it to ONNX, ~10 s once)", highlight=False)
+    plain = resolve_backend("auto")  # what auto falls back to: no export, no compiler
+    if service and needs_export(concrete):  # a server keeps what it imports: export, if needed, in a child
+        concrete = _export_for_service(model, concrete, auto=backend == "auto")
+    elif backend == "auto" and concrete != plain:
+        err.print(f"backend auto: {input_bytes / 1e6:,.0f} MB of quotes, so {concrete} ({AUTO_GAIN[concrete]}; the "
+                  "model's first use exports it to ONNX, ~10-20 s once)", highlight=False)
     try:
         return load_tagger(model, concrete)
     except (ModelLoadError, BackendUnavailable) as e:
@@ -68,43 +69,52 @@ def _load(model: Path | None, backend: str = "torch", input_bytes: int = 0, serv
         if concrete.endswith("-compiled"):
             # inductor failing (a broken compiler, an unwritable cache): one line, not a traceback
             fail(f"compiling the network failed ({type(e).__name__}: {str(e)[:300]}); use --backend torch-bf16")
-        if concrete != "openvino":
+        if not needs_export(concrete):
             raise
-        why = f"loading the openvino backend failed ({type(e).__name__}: {str(e)[:300]})"
+        why = f"loading the {concrete} backend failed ({type(e).__name__}: {str(e)[:300]})"
         if backend != "auto":
-            fail(f"{why}; use --backend torch-bf16")
-        # exporting or compiling for OpenVINO failing is no reason to stop a job the torch network can do,
-        # when the user did not ask for OpenVINO
-        err.print(f"[yellow]warning:[/] {why}; using torch-bf16", highlight=False)
-        return load_tagger(model, "torch-bf16")
+            fail(f"{why}; use --backend {plain}")
+        # exporting or compiling for OpenVINO / ONNX Runtime failing is no reason to stop a job the torch network
+        # can do, when the user did not ask for that backend
+        err.print(f"[yellow]warning:[/] {why}; using {plain}", highlight=False)
+        return load_tagger(model, plain)
 
 
-def _export_for_openvino(model: Path | None, auto: bool) -> str:
-    """Make sure the service's openvino backend finds a fresh ONNX export; returns the backend to serve on.
-    The export runs in a child process: it imports torch and peaks near 1 GB, memory a server process would
-    keep for its whole life. Under `auto`, a failed export falls back to torch-bf16 with a warning."""
+# why `auto` takes a backend that needs an export, for big jobs and the service (docs/performance.md)
+AUTO_GAIN = {"openvino": "1.3x torch-bf16 on this AMX CPU", "onnx-int8": "1.5x torch on CPUs without AMX"}
+
+
+def _export_for_service(model: Path | None, backend: str, auto: bool) -> str:
+    """Make sure the service's ONNX backend (onnx, onnx-int8, openvino) finds a fresh export; returns the backend
+    to serve on. The export runs in a child process: it imports torch and peaks near 1 GB, memory a server
+    process would keep for its whole life. Under `auto`, a failed export falls back to torch / torch-bf16 with a
+    warning."""
     import subprocess
 
     from diplotag.model import ModelLoadError
+    from diplotag.model.backends import needs_export, resolve_backend
     from diplotag.model.onnx_backend import find_export
 
+    exports = ["onnx", "onnx-int8"] if needs_export(backend) == "onnx-int8" else ["onnx"]  # int8 re-scores in fp32
     try:
-        if find_export(model, "onnx") is not None:
-            return "openvino"
+        if all(find_export(model, name) is not None for name in exports):
+            return backend
     except ModelLoadError as e:
         fail(str(e))
-    cmd = [sys.executable, "-m", "diplotag", "export", "--backend", "onnx", *([str(model)] if model else [])]
-    err.print("exporting the model to ONNX for the openvino backend (~10 s, once)", highlight=False)
+    cmd = [sys.executable, "-m", "diplotag", "export", *(a for name in exports for a in ("--backend", name)),
+           *([str(model)] if model else [])]
+    err.print(f"exporting the model to ONNX for the {backend} backend (~10-20 s, once)", highlight=False)
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode == 0:
-        return "openvino"
+        return backend
     why = next((line for line in reversed(done.stderr.strip().splitlines()) if line.strip()), f"exit code {done.returncode}")
     why = why.removeprefix("error: ")
+    plain = resolve_backend("auto")
     if not auto:
-        fail(f"exporting the model for the openvino backend failed: {why}; use --backend torch-bf16")
-    err.print(f"[yellow]warning:[/] exporting the model for the openvino backend failed ({why}); serving on torch-bf16",
+        fail(f"exporting the model for the {backend} backend failed: {why}; use --backend {plain}")
+    err.print(f"[yellow]warning:[/] exporting the model for the {backend} backend failed ({why}); serving on {plain}",
               highlight=False)
-    return "torch-bf16"
+    return plain
 
 
 @app.command()
