@@ -169,7 +169,7 @@ def bench_http(model: str, backend: str, requests: int, seconds: float, scoring:
     out = json.loads(out_path.read_text())
     from diplotag.model.backends import resolve_backend
 
-    # what `diplotag serve` ran: auto is openvino on AMX CPUs, torch elsewhere
+    # what `diplotag serve` ran: auto is openvino on AMX CPUs, onnx-int8 on other x86 CPUs, torch elsewhere
     concrete = resolve_backend(backend, service=True)
     out["backend"], out["resolved_backend"] = backend, concrete
     if scoring and concrete in scoring["workloads"]:

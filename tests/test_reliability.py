@@ -16,7 +16,7 @@ from http_load import Server, run_level  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-# auto is what `diplotag serve` runs (openvino on CPUs with AMX, torch elsewhere); torch, the reference, as well
+# auto is what `diplotag serve` runs (openvino on CPUs with AMX, onnx-int8 on other x86 CPUs, torch elsewhere); torch, the reference, as well
 @pytest.mark.parametrize("backend", ["auto", "torch"])
 def test_load_20000_requests_no_5xx_and_flat_memory(tiny_model_dir, tmp_path, backend):
     # oneDNN builds and caches a kernel for every new matrix shape, up to 1,024 of them; with requests of random
