@@ -317,6 +317,8 @@ ROLE_WORDS = re.compile(
     rf"({ROLE_NOUNS})$"
 )
 ROLE_HEADS = set(ROLE_NOUNS.split("|"))
+# an unnamed person speaking for a body ("a spokesperson for X", "an envoy of X")
+SPEAKS_FOR = {"spokesperson", "spokesman", "spokeswoman", "representative", "envoy", "delegate", "negotiator"}
 OFFICE_HEADS = ROLE_HEADS | ORG_HEADS
 LINE_BEFORE_QUOTE = re.compile(r"(?<=[.!?\"\u201d\u00bb])[ \t]*\n[ \t]*(?=[\"\u201c\u00ab\u201e])")
 DATELINE = re.compile(r"(?m)^([A-Z][A-Z.\-' ]{2,}(?:,\s*[A-Z][a-z]+\.?\s*\d{0,2})?)(\s*\([^)\n]{1,40}\))?\s*[\u2014\u2013-]{1,2}\s*")
@@ -419,6 +421,13 @@ class SpeakerBook:
                     if initials == t.text and len(org.split()) > 1:
                         return org
         orgs = [e for e in ents if e.label_ == "ORG"]
+        root = span.root
+        if orgs and root.lower_ in SPEAKS_FOR and any(
+            c.dep_ == "prep" and c.lower_ in ("for", "of", "to") and orgs[0].root in c.subtree for c in root.children
+        ):
+            # "a spokesperson for the UN Secretary-General": someone speaking for the body, unnamed; the phrase
+            # says who, the body alone would not
+            return span.text.strip(" ,")
         if orgs:
             org = orgs[0]
             text = ("the " + org.text) if org.start > 0 and org.doc[org.start - 1].lower_ == "the" and not org.text.lower().startswith("the ") else org.text

@@ -74,6 +74,11 @@ def test_a_line_that_opens_a_quote_after_a_sentence_is_a_new_paragraph():
         # the verb whose clause holds the quote beats a nearer verb in a trailing remark
         ("The ministry warned that any new checkpoint \u201cwould be answered without delay\u201d, a phrase "
          "diplomats described as unusually blunt.", "The ministry"),
+        # someone unnamed speaking for a body: the phrase, not the body alone
+        ("\u201cThe trucks have to reach the valley before the snow,\u201d a spokesperson for the UN Secretary-General "
+         "told reporters on Tuesday.", "a spokesperson for the UN Secretary-General"),
+        ("An envoy of the African Union said: \u201cNobody at this table wants a second winter of fighting.\u201d",
+         "An envoy of the African Union"),
     ],
 )
 def test_speaker_of_a_direct_quote(sentence, speaker):
