@@ -61,6 +61,7 @@ def has_fast_bf16() -> bool:
 # 921 quotes/s; AVX2 without AMX: onnx-int8 191 vs torch 130)
 AUTO_BIG_JOB_BYTES = 6_000_000
 
+
 class BackendUnavailable(RuntimeError):
     """The backend asked for cannot run on this machine (e.g. no C++ compiler for torch.compile)."""
 
@@ -95,10 +96,11 @@ def resolve_backend(backend: str, input_bytes: int = 0, *, service: bool = False
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if backend != "auto":
         return backend
-    plain = "torch-bf16" if has_fast_bf16() else "torch"
-    if not (service or input_bytes >= AUTO_BIG_JOB_BYTES) or not is_x86():
-        return plain  # no export to wait for (and on other CPUs, nothing measured yet beats torch)
-    return "openvino" if has_fast_bf16() else "onnx-int8"
+    if not (service or input_bytes >= AUTO_BIG_JOB_BYTES):
+        return "torch-bf16" if has_fast_bf16() else "torch"  # no export to wait for
+    if has_fast_bf16():
+        return "openvino"
+    return "onnx-int8" if is_x86() else "torch"  # on other CPUs nothing measured yet beats torch
 
 
 def needs_export(backend: str) -> str | None:
