@@ -57,7 +57,7 @@ def has_fast_bf16() -> bool:
 
 
 # ~40,000 quotes in a CSV of one-sentence quotes (~160 bytes a row), fewer in a JSONL with metadata: where the
-# first-use export of the fast backend (~10-20 s) is paid back by its speed (AMX: openvino 1,195 vs torch-bf16
+# first-use export of the fast backend (~10-30 s) is paid back by its speed (AMX: openvino 1,195 vs torch-bf16
 # 921 quotes/s; AVX2 without AMX: onnx-int8 191 vs torch 130)
 AUTO_BIG_JOB_BYTES = 6_000_000
 

@@ -58,7 +58,7 @@ def _load(model: Path | None, backend: str = "torch", input_bytes: int = 0, serv
         concrete = _export_for_service(model, concrete, auto=backend == "auto")
     elif backend == "auto" and concrete != plain:
         err.print(f"backend auto: {input_bytes / 1e6:,.0f} MB of quotes, so {concrete} ({AUTO_GAIN[concrete]}; the "
-                  "model's first use exports it to ONNX, ~10-20 s once)", highlight=False)
+                  "model's first use exports it to ONNX, ~10-30 s once)", highlight=False)
     try:
         return load_tagger(model, concrete)
     except (ModelLoadError, BackendUnavailable) as e:
@@ -103,7 +103,7 @@ def _export_for_service(model: Path | None, backend: str, auto: bool) -> str:
         fail(str(e))
     cmd = [sys.executable, "-m", "diplotag", "export", *(a for name in exports for a in ("--backend", name)),
            *([str(model)] if model else [])]
-    err.print(f"exporting the model to ONNX for the {backend} backend (~10-20 s, once)", highlight=False)
+    err.print(f"exporting the model to ONNX for the {backend} backend (~10-30 s, once)", highlight=False)
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode == 0:
         return backend
