@@ -383,6 +383,14 @@ class SpeakerBook:
             return self.last_person if low in ("he", "she", "him", "her") else (self.last_speaker or self.last_person)
         if re.fullmatch(r"(one|two|three|some|several|many|most|all|both|each|either|neither) of (them|those|these)", low):
             return self.last_speaker or phrase  # "one of them said": a member of the group quoted before
+        root = span.root
+        if root.lower_ in NOT_SPEAKERS:
+            # "a statement from the foreign ministry said": the document speaks for whoever issued it
+            source = next((c for c in root.children if c.dep_ == "prep" and c.lower_ in ("from", "by")), None)
+            obj = next((c for c in source.children if c.dep_ == "pobj"), None) if source is not None else None
+            if obj is not None:
+                sub = span.doc[obj.left_edge.i : obj.right_edge.i + 1]
+                return self.resolve_span(sub, [e for e in ents if e.start >= sub.start and e.end <= sub.end])
         # Never the speaker: the owner of an office, which speaks through it ("Malawi's health minister"; the
         # small spaCy model tags many country names PERSON), or a name in a clause on the subject ("Kenya's
         # delegation, led by X, said").
@@ -421,7 +429,6 @@ class SpeakerBook:
                     if initials == t.text and len(org.split()) > 1:
                         return org
         orgs = [e for e in ents if e.label_ == "ORG"]
-        root = span.root
         if orgs and root.lower_ in SPEAKS_FOR and any(
             c.dep_ == "prep" and c.lower_ in ("for", "of", "to") and orgs[0].root in c.subtree for c in root.children
         ):

@@ -79,6 +79,9 @@ def test_a_line_that_opens_a_quote_after_a_sentence_is_a_new_paragraph():
          "told reporters on Tuesday.", "a spokesperson for the UN Secretary-General"),
         ("An envoy of the African Union said: \u201cNobody at this table wants a second winter of fighting.\u201d",
          "An envoy of the African Union"),
+        # a document speaks for whoever issued it
+        ("A statement from the Peruvian trade ministry said: \u201cThe tariff stays until the talks resume.\u201d",
+         "the Peruvian trade ministry"),
     ],
 )
 def test_speaker_of_a_direct_quote(sentence, speaker):
