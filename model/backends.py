@@ -103,10 +103,10 @@ def resolve_backend(backend: str, input_bytes: int = 0, *, service: bool = False
     return "onnx-int8" if is_x86() else "torch"  # on other CPUs nothing measured yet beats torch
 
 
-def needs_export(backend: str) -> str | None:
-    """The ONNX export a concrete backend runs ("onnx" or "onnx-int8", which also needs "onnx" for its fp32
-    re-scoring), or None for the torch backends."""
-    return {"onnx": "onnx", "openvino": "onnx", "onnx-int8": "onnx-int8"}.get(backend)
+def needs_export(backend: str) -> tuple[str, ...]:
+    """The ONNX exports a concrete backend runs on, in the order `diplotag export` makes them ("onnx-int8" also
+    needs "onnx", for its fp32 re-scoring); empty for the torch backends."""
+    return {"onnx": ("onnx",), "openvino": ("onnx",), "onnx-int8": ("onnx", "onnx-int8")}.get(backend, ())
 
 
 def load_tagger(model: str | Path | None = None, backend: str = "auto", threads: int | None = None) -> QuoteTagger:

@@ -55,7 +55,7 @@ def _load(model: Path | None, backend: str = "torch", input_bytes: int = 0, serv
     concrete = resolve_backend(backend, input_bytes, service=service)
     plain = resolve_backend("auto")  # what auto falls back to: no export, no compiler
     if service and needs_export(concrete):  # a server keeps what it imports: export, if needed, in a child
-        concrete = _export_for_service(model, concrete, auto=backend == "auto")
+        concrete = _export_for_service(model, concrete, plain, auto=backend == "auto")
     elif backend == "auto" and concrete != plain:
         err.print(f"backend auto: {input_bytes / 1e6:,.0f} MB of quotes, so {concrete} ({AUTO_GAIN[concrete]}; the "
                   "model's first use exports it to ONNX, ~10-30 s once)", highlight=False)
@@ -84,18 +84,18 @@ def _load(model: Path | None, backend: str = "torch", input_bytes: int = 0, serv
 AUTO_GAIN = {"openvino": "1.3x torch-bf16 on this AMX CPU", "onnx-int8": "1.5x torch on CPUs without AMX"}
 
 
-def _export_for_service(model: Path | None, backend: str, auto: bool) -> str:
+def _export_for_service(model: Path | None, backend: str, plain: str, auto: bool) -> str:
     """Make sure the service's ONNX backend (onnx, onnx-int8, openvino) finds a fresh export; returns the backend
     to serve on. The export runs in a child process: it imports torch and peaks near 1 GB, memory a server
-    process would keep for its whole life. Under `auto`, a failed export falls back to torch / torch-bf16 with a
-    warning."""
+    process would keep for its whole life. Under `auto`, a failed export falls back to `plain` (torch or
+    torch-bf16) with a warning."""
     import subprocess
 
     from diplotag.model import ModelLoadError
-    from diplotag.model.backends import needs_export, resolve_backend
+    from diplotag.model.backends import needs_export
     from diplotag.model.onnx_backend import find_export
 
-    exports = ["onnx", "onnx-int8"] if needs_export(backend) == "onnx-int8" else ["onnx"]  # int8 re-scores in fp32
+    exports = needs_export(backend)
     try:
         if all(find_export(model, name) is not None for name in exports):
             return backend
@@ -109,7 +109,6 @@ def _export_for_service(model: Path | None, backend: str, auto: bool) -> str:
         return backend
     why = next((line for line in reversed(done.stderr.strip().splitlines()) if line.strip()), f"exit code {done.returncode}")
     why = why.removeprefix("error: ")
-    plain = resolve_backend("auto")
     if not auto:
         fail(f"exporting the model for the {backend} backend failed: {why}; use --backend {plain}")
     err.print(f"[yellow]warning:[/] exporting the model for the {backend} backend failed ({why}); serving on {plain}",
